@@ -1,0 +1,36 @@
+//! The learner: `run` takes a step every millisecond until the program
+//! stops; `get-version` is served between steps.
+
+wit_bindgen::generate!({
+    world: "lp:run-and-serve/learner-node",
+    path: ["../../../wit", "../wit"],
+    with: {
+        "lp:node/types@0.1.0": lp_guest::types,
+        "lp:node/runtime@0.1.0": lp_guest::runtime,
+        "lp:node/waiting@0.1.0": lp_guest::waiting,
+    },
+});
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+static VERSION: AtomicU64 = AtomicU64::new(0);
+
+struct Learner;
+
+impl exports::lp::node::lifecycle::Guest for Learner {
+    async fn run() {
+        while !lp_guest::wait_for_stop(Some(Duration::from_millis(1))).await {
+            VERSION.fetch_add(1, Ordering::Relaxed);
+        }
+        lp_guest::info!("stopped after {} steps", VERSION.load(Ordering::Relaxed));
+    }
+}
+
+impl exports::lp::run_and_serve::learner::Guest for Learner {
+    fn get_version() -> u64 {
+        VERSION.load(Ordering::Relaxed)
+    }
+}
+
+export!(Learner);

@@ -1,0 +1,244 @@
+//! `lp-host bench`: the consumer_producers shape measured from inside the
+//! consumer node, as the reference benchmarks measure Launchpad and Ray:
+//! startup to first reply from all N, sequential sync calls (8 B, 1 KiB,
+//! 1 MiB), futures fan-out to 10, and peak RSS. Each configuration runs in
+//! a fresh child process (clean RSS); medians over `--repeats` runs.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Value, json};
+
+use crate::launch::{self, LaunchOptions};
+use crate::output::Output;
+use crate::program::{self, Override};
+use crate::sandbox::Sandbox;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// The bench program (its nodes are in examples/bench).
+    #[arg(long, default_value = "examples/bench/program.toml")]
+    program: PathBuf,
+
+    /// Runs of each configuration; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+
+    /// A tenth of the calls, for a quick look.
+    #[arg(long)]
+    quick: bool,
+
+    /// Only these configurations (e.g. `sync:8`, `startup:1000`, `fanout:10`).
+    #[arg(long = "only", value_name = "CONFIG")]
+    only: Vec<String>,
+
+    /// Internal: run one configuration and print its JSON.
+    #[arg(long, hide = true)]
+    child: Option<String>,
+}
+
+/// Every configuration, as `mode:size`.
+const CONFIGS: &[&str] = &[
+    "startup:1",
+    "startup:10",
+    "startup:100",
+    "startup:1000",
+    "sync:8",
+    "sync:1024",
+    "sync:1048576",
+    "fanout:10",
+];
+
+pub fn main(args: BenchArgs) -> i32 {
+    let result = match &args.child {
+        Some(config) => child(&args, config).map(|v| println!("{v}")),
+        None => parent(&args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn parent(args: &BenchArgs) -> Result<()> {
+    // Build and compile once, so every child starts from a warm cache.
+    let sandbox = Arc::new(Sandbox::new(None)?);
+    launch::plan(program::load(&args.program, &[])?, sandbox)?;
+
+    let configs: Vec<&str> = if args.only.is_empty() {
+        CONFIGS.to_vec()
+    } else {
+        args.only.iter().map(String::as_str).collect()
+    };
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for config in configs {
+        let mut runs = Vec::new();
+        for _ in 0..args.repeats {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["bench", "--child", config, "--program"])
+                .arg(&args.program);
+            if args.quick {
+                cmd.arg("--quick");
+            }
+            let out = cmd.output().context("cannot start a bench child")?;
+            if !out.status.success() {
+                bail!(
+                    "bench {config} failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().unwrap_or_default();
+            runs.push(
+                serde_json::from_str::<Value>(line)
+                    .with_context(|| format!("bench {config} printed {text:?}"))?,
+            );
+        }
+        let row = summarize(config, &runs);
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    println!("{}", table(&rows));
+    Ok(())
+}
+
+/// Median of each numeric field over the runs, with [min-max].
+fn summarize(config: &str, runs: &[Value]) -> Value {
+    let mut row = json!({ "config": config, "runs": runs.len() });
+    if let Some(first) = runs.first().and_then(Value::as_object) {
+        for key in first.keys() {
+            let mut values: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
+            if values.is_empty() {
+                continue;
+            }
+            values.sort_by(f64::total_cmp);
+            row[key] = json!({
+                "median": values[values.len() / 2],
+                "min": values[0],
+                "max": values[values.len() - 1],
+            });
+        }
+    }
+    row
+}
+
+fn table(rows: &[Value]) -> String {
+    let fmt = |row: &Value, key: &str, scale: f64, digits: usize| match row.get(key) {
+        Some(v) => format!(
+            "{:.*} [{:.*}–{:.*}]",
+            digits,
+            v["median"].as_f64().unwrap_or(0.0) * scale,
+            digits,
+            v["min"].as_f64().unwrap_or(0.0) * scale,
+            digits,
+            v["max"].as_f64().unwrap_or(0.0) * scale
+        ),
+        None => "n/a".into(),
+    };
+    let mut out = String::from(
+        "| config | runs | to first reply from all (s) | stop → exit (s) | calls/s | p50 (µs) | p99 (µs) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row["config"].as_str().unwrap_or("?"),
+            row["runs"],
+            fmt(row, "startup_secs", 1.0, 4),
+            fmt(row, "stop_to_exit_secs", 1.0, 4),
+            fmt(row, "calls_per_sec", 1.0, 0),
+            fmt(row, "p50_us", 1.0, 1),
+            fmt(row, "p99_us", 1.0, 1),
+            fmt(row, "peak_rss_mib", 1.0, 1),
+        );
+    }
+    out
+}
+
+/// Run one configuration in this process; return its figures.
+fn child(args: &BenchArgs, config: &str) -> Result<Value> {
+    let (mode, size) = config.split_once(':').context("a config is mode:size")?;
+    let size: u64 = size.parse().context("size is a number")?;
+    let scale = if args.quick { 10 } else { 1 };
+    let mut set: Vec<String> = vec![format!("consumer.args.mode=\"{mode}\"")];
+    match mode {
+        "startup" => set.push(format!("producer.replicas={size}")),
+        "sync" => {
+            let (calls, warmup) = match size {
+                8 => (10_000, 500),
+                1024 => (10_000, 200),
+                _ => (2_000, 50),
+            };
+            set.extend([
+                format!("consumer.args.payload={size}"),
+                format!("consumer.args.calls={}", calls / scale),
+                format!("consumer.args.warmup={}", warmup / scale),
+            ]);
+        }
+        "fanout" => set.extend([
+            format!("producer.replicas={size}"),
+            format!("consumer.args.calls={}", 2_000 / scale),
+            format!("consumer.args.warmup={}", 50 / scale),
+        ]),
+        other => bail!("unknown bench mode {other}"),
+    }
+    let overrides: Vec<Override> = set
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+
+    let start = Instant::now();
+    let program = program::load(&args.program, &overrides)?;
+    let sandbox = Arc::new(Sandbox::new(None)?);
+    let plan = launch::plan(program, sandbox)?;
+    let output = Output::capture();
+    let options = LaunchOptions {
+        output: output.clone(),
+        termination_notice: Some(Duration::from_secs(10)),
+        ..LaunchOptions::default()
+    };
+    let outcome = launch::local_mt::launch(&plan, options)?.wait();
+    let ended = Instant::now();
+    if !outcome.success() {
+        bail!("bench program failed: {outcome:?}");
+    }
+    let lines = output.lines();
+    let ready = lines
+        .iter()
+        .find(|l| l.text.starts_with("first-reply-from-all"))
+        .context("the consumer never reported its first replies")?;
+    let mut figures = json!({
+        "startup_secs": (ready.at - start).as_secs_f64(),
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    if mode == "startup" {
+        figures["stop_to_exit_secs"] = json!((ended - ready.at).as_secs_f64());
+    }
+    if let Some(result) = lines
+        .iter()
+        .find_map(|l| l.text.strip_prefix("bench-result "))
+    {
+        let result: Value = serde_json::from_str(result)?;
+        for (k, v) in result.as_object().into_iter().flatten() {
+            figures[k] = v.clone();
+        }
+    }
+    Ok(figures)
+}
+
+/// This process's peak resident set (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,129 @@
+//! The command line: `lp-host run`, `lp-host bench`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::launch::{self, LaunchOptions, LaunchType};
+use crate::output::Output;
+use crate::program::{self, Override};
+use crate::sandbox::Sandbox;
+
+#[derive(Parser)]
+#[command(
+    name = "lp-host",
+    version,
+    about = "Run lp programs: graphs of WebAssembly component nodes joined by typed calls"
+)]
+struct Cli {
+    /// More host messages (-v: debug, -vv: trace). `LP_LOG` takes a tracing filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program until a node calls stop(), every `run` finishes, a node fails, or Ctrl-C.
+    Run(RunArgs),
+    /// Measure courier calls and startup on the consumer_producers shape.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The program.toml to run.
+    program: PathBuf,
+
+    /// How nodes are placed.
+    #[arg(long, value_enum, default_value = "local_mt")]
+    launch: LaunchType,
+
+    /// Override a setting without editing the file, e.g. `--set producer.replicas=100`
+    /// or `--set consumer.args.steps=20` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<Override>,
+
+    /// Seconds nodes get to finish after a stop before they are interrupted (negative: never).
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    termination_notice_secs: f64,
+
+    /// Where compiled components are cached (default: $LP_CACHE_DIR or ~/.cache/lp).
+    #[arg(long, env = "LP_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// Parse the command line, run it, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Bench(args) => crate::bench::main(args),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "lp_host=info",
+        1 => "lp_host=debug",
+        _ => "lp_host=trace",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("LP_LOG").unwrap_or_else(|_| default.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn run(args: RunArgs) -> i32 {
+    let program = match program::load(&args.program, &args.overrides) {
+        Ok(p) => p,
+        Err(diagnostic) => {
+            eprintln!("error: {diagnostic}");
+            return 2;
+        }
+    };
+    let result = (|| {
+        let sandbox = Arc::new(Sandbox::new(args.cache_dir.clone())?);
+        let plan = launch::plan(program, sandbox)?;
+        let notice = (args.termination_notice_secs >= 0.0)
+            .then(|| Duration::from_secs_f64(args.termination_notice_secs));
+        let options = LaunchOptions {
+            termination_notice: notice,
+            output: Output::terminal(),
+            ..LaunchOptions::default()
+        };
+        let running = match args.launch {
+            LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
+        };
+        let handle = running.handle();
+        if let Err(e) = ctrlc::set_handler(move || handle.interrupt()) {
+            tracing::warn!("Ctrl-C will not stop the program gracefully: {e}");
+        }
+        anyhow::Ok(running.wait())
+    })();
+    match result {
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+        Ok(outcome) => {
+            for name in &outcome.interrupted {
+                eprintln!(
+                    "warning: node {name} was still running when the termination notice expired; it was interrupted"
+                );
+            }
+            for failure in &outcome.failures {
+                eprintln!("error: node {} failed: {}", failure.node, failure.error);
+            }
+            outcome.exit_code()
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Launching a planned program. `local_mt` runs every node on its own thread
+//! in this process; the other launch types will sit beside it, sharing the
+//! plan and the node runtime.
+
+mod executor;
+pub mod local_mt;
+pub mod node;
+mod plan;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use executor::default_spin;
+pub use plan::{Plan, plan};
+
+use crate::output::Output;
+use crate::stop::StopSignal;
+
+/// How nodes are placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LaunchType {
+    /// Every node on its own thread in this process.
+    #[value(name = "local_mt")]
+    LocalMt,
+}
+
+/// Settings of one launch.
+#[derive(Clone)]
+pub struct LaunchOptions {
+    /// After a stop, how long nodes still running get before they are
+    /// interrupted; `None` waits for ever.
+    pub termination_notice: Option<Duration>,
+    pub output: Output,
+    /// How long an idle node thread spins before parking.
+    pub spin: Duration,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            termination_notice: Some(Duration::from_secs(10)),
+            output: Output::terminal(),
+            spin: default_spin(),
+        }
+    }
+}
+
+/// Why a program ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// A node called `stop()` (or the launcher's handle asked for a stop).
+    Stopped,
+    /// Every node with a `run` finished.
+    Finished,
+    /// A node failed.
+    Failed,
+    /// Interrupted from outside (Ctrl-C).
+    Interrupted,
+}
+
+/// A node that failed, and how.
+#[derive(Clone, Debug)]
+pub struct NodeFailure {
+    pub node: String,
+    /// The error, with its wasm backtrace.
+    pub error: String,
+}
+
+/// How a program ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub reason: EndReason,
+    pub failures: Vec<NodeFailure>,
+    /// Nodes still running when the termination notice expired.
+    pub interrupted: Vec<String>,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.failures.is_empty() && self.reason != EndReason::Interrupted
+    }
+
+    /// The process exit code for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match (&self.reason, self.failures.is_empty()) {
+            (_, false) => 1,
+            (EndReason::Interrupted, _) => 130,
+            _ => 0,
+        }
+    }
+}
+
+/// Controls a running program from outside (e.g. a Ctrl-C handler).
+#[derive(Clone)]
+pub struct ProgramHandle {
+    stop: Arc<StopSignal>,
+    interrupted: Arc<AtomicBool>,
+    kill_now: Arc<AtomicBool>,
+}
+
+impl ProgramHandle {
+    fn new(stop: Arc<StopSignal>) -> Self {
+        ProgramHandle {
+            stop,
+            interrupted: Arc::default(),
+            kill_now: Arc::default(),
+        }
+    }
+
+    /// Ask the program to stop, as a node's `stop()` does.
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    /// Ctrl-C: the first asks for a graceful stop, the second kills at once.
+    pub fn interrupt(&self) {
+        if self.interrupted.swap(true, Ordering::SeqCst) {
+            self.kill_now.store(true, Ordering::SeqCst);
+        }
+        self.stop.stop();
+    }
+
+    /// Interrupt every node now, without waiting for the notice.
+    pub fn kill(&self) {
+        self.kill_now.store(true, Ordering::SeqCst);
+        self.stop.stop();
+    }
+
+    fn was_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    fn must_kill(&self) -> bool {
+        self.kill_now.load(Ordering::SeqCst)
+    }
+}

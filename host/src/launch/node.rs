@@ -1,0 +1,404 @@
+//! One running node: its store, the host functions it imports (runtime and
+//! courier clients), and the loop that runs its `run` while serving calls
+//! from its mailbox. Shared by every launch type that runs nodes in threads.
+
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::task::Poll;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use wasmtime::component::{
+    Accessor, Component, ComponentExportIndex, Func, InstancePre, Linker, ResourceTable, Val,
+};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Reply, Request, Router};
+use crate::output::{LogLevel, Output, Stream};
+use crate::sandbox::interface::{
+    LIFECYCLE_INTERFACES, RUNTIME_INTERFACE, TYPES_INTERFACE, WAITING_INTERFACE,
+};
+use crate::sandbox::{LineWriter, NodeInterface};
+use crate::stop::StopSignal;
+
+/// A component ready to instantiate as nodes: linked, with its exported
+/// functions indexed by [`FuncKey`].
+pub struct PreparedComponent {
+    pub pre: InstancePre<NodeState>,
+    pub interface: NodeInterface,
+    /// Export index of each program-wide function this component serves.
+    exports: Vec<Option<ComponentExportIndex>>,
+    run: Option<ComponentExportIndex>,
+}
+
+impl PreparedComponent {
+    /// Link `component` against the runtime, WASI and its client imports.
+    pub fn new(
+        engine: &Engine,
+        component: &Component,
+        interface: NodeInterface,
+        funcs: &FuncTable,
+    ) -> Result<Self> {
+        let mut linker = Linker::<NodeState>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        add_runtime(&mut linker)?;
+        linker
+            .instance(TYPES_INTERFACE)
+            .map_err(anyhow::Error::from)?;
+        for client in &interface.clients {
+            let mut instance = linker.instance(&client.name).map_err(anyhow::Error::from)?;
+            for f in &client.functions {
+                let key = funcs
+                    .get(&client.service, &f.name)
+                    .ok_or_else(|| anyhow!("{}.{} was not interned", client.service, f.name))?;
+                instance.func_new_concurrent(&f.name, move |accessor, _ty, params, results| {
+                    Box::pin(async move {
+                        let node = accessor.with(|mut access| access.data_mut().node.clone());
+                        results[0] = reply_to_val(node.call(&params[0], key, &params[1..]).await);
+                        Ok(())
+                    })
+                })?;
+            }
+        }
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)?;
+
+        let mut exports = vec![None; funcs.len()];
+        for service in &interface.services {
+            let Some(instance) = component.get_export_index(None, &service.name) else {
+                continue;
+            };
+            for f in &service.functions {
+                if let Some(key) = funcs.get(&service.name, &f.name) {
+                    exports[key.0 as usize] = component.get_export_index(Some(&instance), &f.name);
+                }
+            }
+        }
+        let run = LIFECYCLE_INTERFACES.iter().find_map(|name| {
+            let instance = component.get_export_index(None, name)?;
+            component.get_export_index(Some(&instance), "run")
+        });
+        Ok(PreparedComponent {
+            pre,
+            interface,
+            exports,
+            run,
+        })
+    }
+}
+
+/// What a node is and can reach; shared by its host functions.
+pub struct NodeContext {
+    pub id: u32,
+    pub name: String,
+    pub group: String,
+    pub index: u32,
+    pub args: String,
+    /// Sorted ids of the nodes this node holds handles to.
+    pub allowed: Vec<u32>,
+    pub router: Arc<Router>,
+    pub output: Output,
+}
+
+impl NodeContext {
+    /// A courier call from this node: `handle` must be one it was given.
+    async fn call(&self, handle: &Val, func: FuncKey, params: &[Val]) -> Reply {
+        let target = match handle {
+            Val::Record(fields) => match fields.first() {
+                Some((_, Val::U32(id))) => *id,
+                _ => return Err(CallError::Unreachable("malformed handle".into())),
+            },
+            _ => return Err(CallError::Unreachable("malformed handle".into())),
+        };
+        if self.allowed.binary_search(&target).is_err() {
+            return Err(CallError::Unreachable(format!(
+                "node {} was not given a handle to node id {target}",
+                self.name
+            )));
+        }
+        self.router.call(target, func, params.to_vec()).await
+    }
+
+    fn stop_signal(&self) -> &Arc<StopSignal> {
+        self.router.stop_signal()
+    }
+}
+
+/// A call's outcome as the client function's `result<T, call-error>`.
+fn reply_to_val(reply: Reply) -> Val {
+    match reply {
+        Ok(mut values) => Val::Result(Ok(values.pop().map(Box::new))),
+        Err(e) => Val::Result(Err(Some(Box::new(e.to_val())))),
+    }
+}
+
+/// The store data of a node.
+pub struct NodeState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub node: Arc<NodeContext>,
+}
+
+impl WasiView for NodeState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl NodeState {
+    pub fn new(node: Arc<NodeContext>) -> Self {
+        let line = |stream: Stream| {
+            let node = node.clone();
+            LineWriter::new(move |text| node.output.line(&node.name, stream, text))
+        };
+        let wasi = WasiCtxBuilder::new()
+            .stdout(line(Stream::Stdout))
+            .stderr(line(Stream::Stderr))
+            .args(&[node.name.as_str()])
+            .build();
+        NodeState {
+            wasi,
+            table: ResourceTable::new(),
+            node,
+        }
+    }
+}
+
+/// `lp:node/runtime` and `lp:node/waiting`.
+fn add_runtime(linker: &mut Linker<NodeState>) -> Result<()> {
+    let mut rt = linker
+        .instance(RUNTIME_INTERFACE)
+        .map_err(anyhow::Error::from)?;
+    rt.func_new("name", |store, _, _, results| {
+        results[0] = Val::String(store.data().node.name.clone());
+        Ok(())
+    })?;
+    rt.func_new("group", |store, _, _, results| {
+        results[0] = Val::String(store.data().node.group.clone());
+        Ok(())
+    })?;
+    rt.func_new("index", |store, _, _, results| {
+        results[0] = Val::U32(store.data().node.index);
+        Ok(())
+    })?;
+    rt.func_new("args", |store, _, _, results| {
+        results[0] = Val::String(store.data().node.args.clone());
+        Ok(())
+    })?;
+    rt.func_new("stop", |store, _, _, _| {
+        let node = &store.data().node;
+        if node.stop_signal().stop() {
+            tracing::debug!("node {} requested stop", node.name);
+        }
+        Ok(())
+    })?;
+    rt.func_new("is-stopping", |store, _, _, results| {
+        results[0] = Val::Bool(store.data().node.stop_signal().is_stopping());
+        Ok(())
+    })?;
+    rt.func_new("log", |store, _, params, _| {
+        let (Val::Enum(level), Val::String(message)) = (&params[0], &params[1]) else {
+            wasmtime::bail!("log: unexpected argument types");
+        };
+        let node = &store.data().node;
+        for line in message.lines() {
+            node.output
+                .line(&node.name, Stream::Log(LogLevel::from_wit(level)), line);
+        }
+        Ok(())
+    })?;
+    let mut waiting = linker
+        .instance(WAITING_INTERFACE)
+        .map_err(anyhow::Error::from)?;
+    waiting.func_new_concurrent("wait-for-stop", |accessor, _, params, results| {
+        Box::pin(async move {
+            let node = accessor.with(|mut access| access.data_mut().node.clone());
+            let stop = node.stop_signal();
+            let stopped = match &params[0] {
+                Val::Option(Some(ms)) => {
+                    let Val::U64(ms) = **ms else {
+                        wasmtime::bail!("wait-for-stop: timeout is not u64")
+                    };
+                    tokio::time::timeout(Duration::from_millis(ms), stop.wait())
+                        .await
+                        .is_ok()
+                }
+                _ => {
+                    stop.wait().await;
+                    true
+                }
+            };
+            results[0] = Val::Bool(stopped);
+            Ok(())
+        })
+    })?;
+    Ok(())
+}
+
+/// What a node thread tells its launcher.
+#[derive(Debug)]
+pub enum NodeEvent {
+    /// Instantiated; serving calls (and running `run`, if it has one).
+    Started(u32),
+    /// Its `run` returned; it keeps serving until shutdown.
+    RunFinished(u32),
+    /// It trapped or could not start; the error with its wasm backtrace.
+    Failed(u32, String),
+    /// Its thread has ended.
+    Exited(u32),
+}
+
+/// Signals from the launcher to every node thread.
+pub struct Control {
+    /// Leave the serve loop (the program has ended).
+    pub shutdown: StopSignal,
+    /// Interrupt wasm that is still running (termination notice expired).
+    pub kill: StopSignal,
+}
+
+/// Everything a node thread needs.
+pub struct NodeLaunch {
+    pub node: Arc<NodeContext>,
+    pub component: Arc<PreparedComponent>,
+    pub run_enabled: bool,
+    pub mailbox: Mailbox,
+    pub control: Arc<Control>,
+    pub events: Sender<NodeEvent>,
+}
+
+/// Run one node to completion on the current thread's executor.
+pub async fn run_node(launch: NodeLaunch) {
+    let id = launch.node.id;
+    let events = launch.events.clone();
+    if let Err(e) = serve_node(launch).await {
+        let _ = events.send(NodeEvent::Failed(id, format!("{e:?}")));
+    }
+    let _ = events.send(NodeEvent::Exited(id));
+}
+
+async fn serve_node(launch: NodeLaunch) -> Result<()> {
+    let NodeLaunch {
+        node,
+        component,
+        run_enabled,
+        mut mailbox,
+        control,
+        events,
+    } = launch;
+    let id = node.id;
+    let engine = component.pre.engine().clone();
+    let mut store = Store::new(&engine, NodeState::new(node.clone()));
+    let kill = control.clone();
+    store.epoch_deadline_callback(move |_| {
+        if kill.kill.is_stopping() {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    let instance = component
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(anyhow::Error::from)
+        .context("instantiation failed")?;
+    let funcs: Vec<Option<(Func, usize)>> = component
+        .exports
+        .iter()
+        .map(|index| {
+            let func = instance.get_func(&mut store, (*index)?)?;
+            let results = func.ty(&store).results().len();
+            Some((func, results))
+        })
+        .collect();
+    let run = match (run_enabled, component.run) {
+        (true, Some(index)) => instance.get_func(&mut store, index),
+        _ => None,
+    };
+    let _ = events.send(NodeEvent::Started(id));
+
+    store
+        .run_concurrent(async |accessor| {
+            let mut run_call = run.map(|f| Box::pin(f.call_concurrent(accessor, &[], &mut [])));
+            let mut calls = FuturesUnordered::new();
+            let mut shutdown = std::pin::pin!(control.shutdown.wait());
+            let mut killed = std::pin::pin!(control.kill.wait());
+            futures::future::poll_fn(|cx| {
+                if let Some(call) = &mut run_call {
+                    if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                        run_call = None;
+                        if let Err(e) = result {
+                            return Poll::Ready(Err(anyhow::Error::from(e).context("run trapped")));
+                        }
+                        let _ = events.send(NodeEvent::RunFinished(id));
+                    }
+                }
+                while let Poll::Ready(Some(request)) = mailbox.poll_recv(cx) {
+                    let Request {
+                        func,
+                        params,
+                        reply,
+                    } = request;
+                    match funcs.get(func.0 as usize).copied().flatten() {
+                        Some((f, results)) => {
+                            calls.push(serve_call(accessor, f, results, params, reply))
+                        }
+                        None => {
+                            let (service, function) = node.router.func_name(func);
+                            let _ = reply.send(Err(CallError::Unreachable(format!(
+                                "node {} does not export {service}.{function}",
+                                node.name
+                            ))));
+                        }
+                    }
+                }
+                while let Poll::Ready(Some(result)) = calls.poll_next_unpin(cx) {
+                    if let Err(e) = result {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                if killed.as_mut().poll(cx).is_ready() && run_call.is_some() {
+                    return Poll::Ready(Err(anyhow!(
+                        "interrupted: still running when the termination notice expired"
+                    )));
+                }
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            })
+            .await
+        })
+        .await
+        .map_err(anyhow::Error::from)?
+}
+
+/// Serve one incoming call; a trap is answered to the caller and fails the node.
+async fn serve_call(
+    accessor: &Accessor<NodeState>,
+    func: Func,
+    result_count: usize,
+    params: Vec<Val>,
+    reply: tokio::sync::oneshot::Sender<Reply>,
+) -> Result<()> {
+    let mut results = vec![Val::Bool(false); result_count];
+    match func.call_concurrent(accessor, &params, &mut results).await {
+        Ok(()) => {
+            let _ = reply.send(Ok(results));
+            Ok(())
+        }
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            let _ = reply.send(Err(CallError::RemoteTrap(format!("{e:#}"))));
+            Err(e.context("trapped while serving a call"))
+        }
+    }
+}

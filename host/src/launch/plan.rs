@@ -1,0 +1,98 @@
+//! Program → launch plan: build node crates, load (cached) components, read
+//! their interfaces, refuse anything that would fail at run time (unknown
+//! imports, malformed clients, type-mismatched edges), and link each
+//! component once for all its replicas.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::builder::build_node_crate;
+use crate::courier::{FuncTable, check_client_shape, check_edge};
+use crate::launch::node::PreparedComponent;
+use crate::program::{ComponentSource, Program};
+use crate::sandbox::{Sandbox, inspect};
+
+/// A program ready to launch.
+pub struct Plan {
+    pub program: Program,
+    pub sandbox: Arc<Sandbox>,
+    pub funcs: Arc<FuncTable>,
+    /// One per [`Program::components`].
+    pub components: Vec<Arc<PreparedComponent>>,
+    /// The component file each came from.
+    pub files: Vec<PathBuf>,
+}
+
+/// Build, load and check everything `program` needs.
+pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
+    let mut files = Vec::new();
+    for source in &program.components {
+        files.push(match source {
+            ComponentSource::Wasm(path) => path.clone(),
+            ComponentSource::Crate(dir) => build_node_crate(dir)?,
+        });
+    }
+
+    let mut loaded = Vec::new();
+    for file in &files {
+        let component = sandbox.load(file)?;
+        let interface = inspect(sandbox.engine(), &component);
+        loaded.push((component, interface));
+    }
+
+    // Per component: what it imports that nobody provides, and its clients'
+    // shapes; named after the first node that uses it.
+    for (index, (_, interface)) in loaded.iter().enumerate() {
+        let Some(node) = program.nodes.iter().find(|n| n.component == index) else {
+            continue;
+        };
+        if let Some(import) = interface.unknown_imports.first() {
+            bail!(
+                "node {} ({}) imports `{import}`, which lp-host does not provide\n  help: a node may import lp:node/runtime, lp:node/types, WASI, and courier client interfaces named `<service>-client`",
+                node.name,
+                files[index].display()
+            );
+        }
+        for client in &interface.clients {
+            check_client_shape(client).map_err(|e| anyhow::anyhow!("node {}: {e}", node.name))?;
+        }
+    }
+
+    for node in &program.nodes {
+        for edge in &node.edges {
+            let target = &program.nodes[edge.target as usize];
+            check_edge(
+                &node.name,
+                &loaded[node.component].1,
+                &target.name,
+                &loaded[target.component].1,
+                &edge.arg,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}\n  help: make the caller's client interface match the target's export, then rebuild both"))?;
+        }
+    }
+
+    let mut funcs = FuncTable::default();
+    for (_, interface) in &loaded {
+        for client in &interface.clients {
+            for f in &client.functions {
+                funcs.intern(&client.service, &f.name);
+            }
+        }
+    }
+    let mut components = Vec::new();
+    for ((component, interface), file) in loaded.into_iter().zip(&files) {
+        let prepared = PreparedComponent::new(sandbox.engine(), &component, interface, &funcs)
+            .with_context(|| format!("cannot link component {}", file.display()))?;
+        components.push(Arc::new(prepared));
+    }
+    Ok(Plan {
+        program,
+        sandbox,
+        funcs: Arc::new(funcs),
+        components,
+        files,
+    })
+}

@@ -1,0 +1,39 @@
+//! lp-host: runs lp programs, graphs of WebAssembly component nodes joined
+//! by typed courier calls.
+//!
+//! Data flows one way: program.toml → [`program::Program`] (validated,
+//! expanded) → [`launch::Plan`] (components built, loaded, type-checked,
+//! linked) → running nodes ([`launch::local_mt`]).
+
+pub mod bench;
+pub mod builder;
+pub mod cli;
+pub mod courier;
+pub mod launch;
+pub mod output;
+pub mod program;
+pub mod sandbox;
+pub mod stop;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+pub use launch::{EndReason, LaunchOptions, LaunchType, Outcome};
+pub use output::Output;
+pub use program::{Override, Program};
+pub use sandbox::Sandbox;
+
+/// Load, plan and run the program at `path` to its end.
+pub fn run(
+    path: &Path,
+    overrides: &[Override],
+    sandbox: Arc<Sandbox>,
+    options: LaunchOptions,
+) -> Result<Outcome> {
+    let program = program::load(path, overrides)?;
+    let plan = launch::plan(program, sandbox)?;
+    let running = launch::local_mt::launch(&plan, options)?;
+    Ok(running.wait())
+}

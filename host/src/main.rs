@@ -1,0 +1,5 @@
+//! The `lp-host` command.
+
+fn main() {
+    std::process::exit(lp_host::cli::main());
+}

@@ -1,0 +1,471 @@
+//! program.toml → [`Program`]: schema (unknown keys rejected), overrides,
+//! replica expansion, handle resolution. Every error is a [`Diagnostic`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::overrides::{Override, OverrideTarget};
+use super::{ComponentSource, Diagnostic, Edge, HANDLE_KEY, NodeSpec, Origin, Program};
+
+const REFERENCE: &str = "see \"program.toml reference\" in README.md";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    program: Spanned<RawProgram>,
+    #[serde(default, rename = "node")]
+    nodes: Vec<RawNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProgram {
+    name: Spanned<String>,
+    #[serde(default)]
+    call_timeout_secs: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNode {
+    pub name: Spanned<String>,
+    pub component: Spanned<String>,
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub replicas: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub args: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// An arg value and where it was written.
+pub(super) struct Located<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> From<Spanned<T>> for Located<T> {
+    fn from(s: Spanned<T>) -> Self {
+        let origin = Origin::File(s.span());
+        Located {
+            value: s.into_inner(),
+            origin,
+        }
+    }
+}
+
+/// A node entry after overrides, before expansion.
+pub(super) struct Entry {
+    pub name: Located<String>,
+    pub component: Located<String>,
+    pub group: Option<Located<String>>,
+    pub replicas: Option<Located<i64>>,
+    pub args: BTreeMap<String, Located<toml::Value>>,
+}
+
+/// Read, validate and expand the program at `path`, applying `overrides`.
+pub fn load(path: &Path, overrides: &[Override]) -> Result<Program, Diagnostic> {
+    let source = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+        file: path.to_path_buf(),
+        line_col: None,
+        override_text: None,
+        message: format!("cannot read the program file: {e}"),
+        help: Some(
+            "give the path of a program.toml, e.g. examples/hello_world/program.toml".into(),
+        ),
+    })?;
+    load_str(path, &source, overrides)
+}
+
+/// Like [`load`], with the file's text already read (`path` names it in
+/// errors and anchors relative component paths).
+pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Program, Diagnostic> {
+    let cx = Context { file: path, source };
+    let raw: RawFile = toml::from_str(source).map_err(|e| {
+        let origin = e.span().map_or(Origin::Program, Origin::File);
+        cx.error(&origin, e.message().trim_end().to_string())
+            .help(REFERENCE)
+    })?;
+
+    let program_origin = Origin::File(raw.program.span());
+    let header = raw.program.into_inner();
+    let mut call_timeout = header.call_timeout_secs.map(Located::from);
+    let mut entries: Vec<Entry> = raw.nodes.into_iter().map(Entry::from).collect();
+    for ov in overrides {
+        match ov.target(&cx, &mut entries)? {
+            OverrideTarget::CallTimeout(value) => call_timeout = Some(value),
+            OverrideTarget::Applied => {}
+        }
+    }
+
+    let name = header.name.into_inner();
+    check_name(
+        &cx,
+        &Located {
+            value: name.clone(),
+            origin: program_origin.clone(),
+        },
+        "program",
+    )?;
+    if entries.is_empty() {
+        return Err(cx
+            .error(&program_origin, "the program has no nodes")
+            .help("add a [[node]] table with a name and a component"));
+    }
+    let call_timeout = match call_timeout {
+        None => None,
+        Some(t) if t.value.is_finite() && t.value > 0.0 => Some(Duration::from_secs_f64(t.value)),
+        Some(t) => {
+            return Err(cx
+                .error(
+                    &t.origin,
+                    format!(
+                        "call_timeout_secs must be a positive number of seconds, not {}",
+                        t.value
+                    ),
+                )
+                .help("leave it out to wait without limit"));
+        }
+    };
+
+    let (components, component_of_entry) = resolve_components(&cx, &entries)?;
+    let mut nodes = expand(&cx, &entries, &component_of_entry)?;
+    resolve_args(&cx, &entries, &mut nodes)?;
+    Ok(Program {
+        name,
+        file: path.to_path_buf(),
+        call_timeout,
+        components,
+        nodes,
+    })
+}
+
+impl From<RawNode> for Entry {
+    fn from(raw: RawNode) -> Self {
+        Entry {
+            name: raw.name.into(),
+            component: raw.component.into(),
+            group: raw.group.map(Into::into),
+            replicas: raw.replicas.map(Into::into),
+            args: raw.args.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        }
+    }
+}
+
+/// The file being loaded, for building diagnostics.
+pub(super) struct Context<'a> {
+    pub file: &'a Path,
+    pub source: &'a str,
+}
+
+impl Context<'_> {
+    pub fn error(&self, origin: &Origin, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.file, self.source, origin, message)
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// Names of programs, nodes and groups: letters, digits, `_` and `-`.
+fn check_name(cx: &Context, name: &Located<String>, what: &str) -> Result<(), Diagnostic> {
+    let ok = !name.value.is_empty()
+        && name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(cx
+            .error(&name.origin, format!("invalid {what} name {:?}", name.value))
+            .help("use letters, digits, '_' and '-' only (a node's replicas are named name/0, name/1, ...)"))
+    }
+}
+
+/// Map each entry's `component` to a source, one per distinct path.
+fn resolve_components(
+    cx: &Context,
+    entries: &[Entry],
+) -> Result<(Vec<ComponentSource>, Vec<usize>), Diagnostic> {
+    let dir = cx.dir();
+    let mut sources: Vec<ComponentSource> = Vec::new();
+    let mut of_entry = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let written = &entry.component.value;
+        let path = dir.join(written);
+        let source = if written.ends_with(".wasm") {
+            if !path.is_file() {
+                return Err(cx
+                    .error(
+                        &entry.component.origin,
+                        format!("component file {} does not exist", path.display()),
+                    )
+                    .help("build the component first, or name a node crate directory instead"));
+            }
+            ComponentSource::Wasm(path)
+        } else if path.join("Cargo.toml").is_file() {
+            ComponentSource::Crate(path)
+        } else {
+            return Err(cx
+                .error(
+                    &entry.component.origin,
+                    format!("component {written:?} is neither a .wasm file nor a crate directory ({} has no Cargo.toml)", path.display()),
+                )
+                .help("give a path, relative to program.toml, of a .wasm component or of a node crate"));
+        };
+        let index = match sources.iter().position(|s| *s == source) {
+            Some(i) => i,
+            None => {
+                sources.push(source);
+                sources.len() - 1
+            }
+        };
+        of_entry.push(index);
+    }
+    Ok((sources, of_entry))
+}
+
+/// One [`NodeSpec`] per replica of every entry (args still empty).
+fn expand(
+    cx: &Context,
+    entries: &[Entry],
+    component_of_entry: &[usize],
+) -> Result<Vec<NodeSpec>, Diagnostic> {
+    let mut seen: HashMap<&str, &Origin> = HashMap::new();
+    let mut nodes = Vec::new();
+    for (entry, &component) in entries.iter().zip(component_of_entry) {
+        check_name(cx, &entry.name, "node")?;
+        if let Some(first) = seen.insert(&entry.name.value, &entry.name.origin) {
+            let first = match first {
+                Origin::File(span) => {
+                    let (l, c) = super::line_col(cx.source, span.start);
+                    format!(" (first defined at line {l}, column {c})")
+                }
+                _ => String::new(),
+            };
+            return Err(cx
+                .error(
+                    &entry.name.origin,
+                    format!("node name {:?} is used twice{first}", entry.name.value),
+                )
+                .help("give every [[node]] its own name; use `replicas` for copies of one node"));
+        }
+        if let Some(group) = &entry.group {
+            check_name(cx, group, "group")?;
+        }
+        let replicas = match &entry.replicas {
+            None => 1,
+            Some(r) if (1..=100_000).contains(&r.value) => r.value as u32,
+            Some(r) => {
+                return Err(cx
+                    .error(
+                        &r.origin,
+                        format!("replicas must be between 1 and 100000, not {}", r.value),
+                    )
+                    .help("remove the node, or set replicas = 1 or more"));
+            }
+        };
+        let group = entry.group.as_ref().map_or(&entry.name.value, |g| &g.value);
+        for index in 0..replicas {
+            let name = if entry.replicas.is_none() {
+                entry.name.value.clone()
+            } else {
+                format!("{}/{index}", entry.name.value)
+            };
+            nodes.push(NodeSpec {
+                id: nodes.len() as u32,
+                name,
+                entry: entry.name.value.clone(),
+                group: group.clone(),
+                index,
+                component,
+                args: serde_json::Value::Null,
+                edges: Vec::new(),
+                run_enabled: true,
+            });
+        }
+    }
+    Ok(nodes)
+}
+
+/// Turn each entry's args into JSON, resolving handles to node ids.
+fn resolve_args(cx: &Context, entries: &[Entry], nodes: &mut [NodeSpec]) -> Result<(), Diagnostic> {
+    let names: HashMap<String, u32> = nodes.iter().map(|n| (n.name.clone(), n.id)).collect();
+    let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
+    let mut entry_replicas: HashMap<&str, usize> = HashMap::new();
+    for n in nodes.iter() {
+        groups.entry(n.group.as_str()).or_default().push(n.id);
+        *entry_replicas.entry(n.entry.as_str()).or_default() += 1;
+    }
+    let resolver = HandleResolver {
+        cx,
+        names: &names,
+        groups: &groups,
+        entry_replicas: &entry_replicas,
+    };
+
+    let mut resolved: HashMap<String, (serde_json::Value, Vec<Edge>)> = HashMap::new();
+    for entry in entries {
+        let mut object = serde_json::Map::new();
+        let mut edges = Vec::new();
+        for (key, arg) in &entry.args {
+            let value = resolver.convert(&arg.value, &arg.origin, key, &mut edges)?;
+            object.insert(key.clone(), value);
+        }
+        resolved.insert(
+            entry.name.value.clone(),
+            (serde_json::Value::Object(object), edges),
+        );
+    }
+    for node in nodes.iter_mut() {
+        let (args, edges) = &resolved[&node.entry];
+        node.args = args.clone();
+        node.edges = edges.clone();
+    }
+    Ok(())
+}
+
+struct HandleResolver<'a> {
+    cx: &'a Context<'a>,
+    names: &'a HashMap<String, u32>,
+    groups: &'a HashMap<&'a str, Vec<u32>>,
+    entry_replicas: &'a HashMap<&'a str, usize>,
+}
+
+impl HandleResolver<'_> {
+    /// TOML → JSON; `{ handle = "n" }` and `{ group = "g" }` become handles.
+    fn convert(
+        &self,
+        value: &toml::Value,
+        origin: &Origin,
+        arg: &str,
+        edges: &mut Vec<Edge>,
+    ) -> Result<serde_json::Value, Diagnostic> {
+        use serde_json::Value as J;
+        Ok(match value {
+            toml::Value::String(s) => J::String(s.clone()),
+            toml::Value::Integer(i) => J::from(*i),
+            toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            toml::Value::Boolean(b) => J::Bool(*b),
+            toml::Value::Datetime(d) => J::String(d.to_string()),
+            toml::Value::Array(items) => J::Array(
+                items
+                    .iter()
+                    .map(|v| self.convert(v, origin, arg, edges))
+                    .collect::<Result<_, _>>()?,
+            ),
+            toml::Value::Table(table) => {
+                if let Some(handle) = self.handle_ref(table, origin, arg, edges)? {
+                    return Ok(handle);
+                }
+                let mut object = serde_json::Map::new();
+                for (k, v) in table {
+                    object.insert(k.clone(), self.convert(v, origin, arg, edges)?);
+                }
+                J::Object(object)
+            }
+        })
+    }
+
+    /// `Some` if `table` is a handle reference (`handle` or `group` key).
+    fn handle_ref(
+        &self,
+        table: &toml::Table,
+        origin: &Origin,
+        arg: &str,
+        edges: &mut Vec<Edge>,
+    ) -> Result<Option<serde_json::Value>, Diagnostic> {
+        let kind = match (table.get("handle"), table.get("group")) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(self.cx.error(origin, format!("arg `{arg}`: a handle table takes `handle` or `group`, not both")).help(
+                    "write { handle = \"node\" } for one node, or { group = \"group\" } for all nodes of a group",
+                ));
+            }
+            (Some(v), None) => ("handle", v),
+            (None, Some(v)) => ("group", v),
+        };
+        if table.len() != 1 {
+            return Err(self
+                .cx
+                .error(
+                    origin,
+                    format!(
+                        "arg `{arg}`: a handle table takes only its `{}` key",
+                        kind.0
+                    ),
+                )
+                .help("put other settings in args of their own"));
+        }
+        let Some(target) = kind.1.as_str() else {
+            return Err(self.cx.error(
+                origin,
+                format!(
+                    "arg `{arg}`: `{}` must be a node or group name in quotes",
+                    kind.0
+                ),
+            ));
+        };
+        let mut add = |id: u32| {
+            edges.push(Edge {
+                target: id,
+                arg: arg.to_string(),
+            });
+            handle_json(id)
+        };
+        if kind.0 == "group" {
+            let Some(ids) = self.groups.get(target) else {
+                return Err(self
+                    .cx
+                    .error(origin, format!("arg `{arg}`: no group is named {target:?}"))
+                    .help(format!(
+                        "groups are: {}",
+                        sorted(self.groups.keys().copied())
+                    )));
+            };
+            return Ok(Some(serde_json::Value::Array(
+                ids.iter().map(|&id| add(id)).collect(),
+            )));
+        }
+        if let Some(&id) = self.names.get(target) {
+            return Ok(Some(add(id)));
+        }
+        if let Some(&n) = self.entry_replicas.get(target) {
+            return Err(self
+                .cx
+                .error(origin, format!("arg `{arg}`: node {target:?} has {n} replicas, so a single handle is ambiguous"))
+                .help(format!("use {{ group = \"<its group>\" }} for all of them, or {{ handle = \"{target}/0\" }} for one")));
+        }
+        Err(self
+            .cx
+            .error(origin, format!("arg `{arg}`: no node is named {target:?}"))
+            .help(format!(
+                "nodes are: {}",
+                sorted(self.names.keys().map(String::as_str))
+            )))
+    }
+}
+
+fn handle_json(id: u32) -> serde_json::Value {
+    serde_json::json!({ HANDLE_KEY: id })
+}
+
+fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut v: Vec<&str> = names.collect();
+    v.sort();
+    if v.len() > 12 {
+        let more = v.len() - 12;
+        v.truncate(12);
+        return format!("{}, ... ({more} more)", v.join(", "));
+    }
+    v.join(", ")
+}

@@ -1,0 +1,91 @@
+//! The sandbox: the wasmtime engine every node runs in, the compiled
+//! component cache, each node's WASI context, and what a component imports
+//! and exports. Knows nothing of program.toml or of how calls are routed.
+
+mod cache;
+pub mod interface;
+mod stdio;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+pub use cache::ComponentCache;
+pub use interface::{ClientImport, Function, NodeInterface, ServiceExport, inspect};
+pub use stdio::LineWriter;
+
+/// The engine shared by every node of a program, and its component cache.
+pub struct Sandbox {
+    engine: Engine,
+    cache: ComponentCache,
+}
+
+impl Sandbox {
+    /// An engine for lp nodes; compiled components are cached in `cache_dir`
+    /// (see [`default_cache_dir`]).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.wasm_component_model_async(true);
+        config.concurrency_support(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let cache = ComponentCache::new(&engine, cache_dir.unwrap_or_else(default_cache_dir));
+        Ok(Sandbox { engine, cache })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn cache(&self) -> &ComponentCache {
+        &self.cache
+    }
+
+    /// Load the component at `path`, compiling it only if the cache has no
+    /// build of these exact bytes for this engine.
+    pub fn load(&self, path: &Path) -> Result<Component> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read component {}", path.display()))?;
+        check_is_component(path, &bytes)?;
+        self.cache
+            .load(&self.engine, &bytes)
+            .with_context(|| format!("cannot compile component {}", path.display()))
+    }
+}
+
+/// `$LP_CACHE_DIR`, else `$XDG_CACHE_HOME/lp`, else `~/.cache/lp`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LP_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("lp");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache").join("lp"),
+        None => std::env::temp_dir().join("lp-cache"),
+    }
+}
+
+/// A clear error for files that are not components (a core module, or not
+/// wasm at all).
+fn check_is_component(path: &Path, bytes: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        bail!(
+            "{} is not a WebAssembly file (no \\0asm header); give a component built with `cargo build --target wasm32-wasip2`",
+            path.display()
+        );
+    }
+    // Bytes 4..8: version and layer; layer 1 is a component, 0 a core module.
+    if bytes[6..8] == [0, 0] {
+        bail!(
+            "{} is a core WebAssembly module, not a component; build it with `--target wasm32-wasip2` (or `cargo component build`)",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The `lp-host` binary, end to end: the examples, exit codes, error text.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn lp_host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lp-host"))
+        .args(args)
+        .current_dir(repo())
+        .env("LP_CACHE_DIR", repo().join("target/lp-test-cache"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lp-host runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn hello_world_runs_from_the_command_line() {
+    let out = lp_host(&["run", "examples/hello_world/program.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "[hello] Hello World!!!\n");
+}
+
+#[test]
+fn consumer_producers_runs_with_a_replica_override() {
+    let out = lp_host(&[
+        "run",
+        "examples/consumer_producers/program.toml",
+        "--set",
+        "producer.replicas=4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let steps: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("[consumer] step"))
+        .collect();
+    assert_eq!(steps.len(), 10, "{stdout}");
+    assert_eq!(steps[9], "[consumer] step 9: [9, 9, 9, 9]");
+}
+
+#[test]
+fn a_failing_node_gives_a_nonzero_exit_naming_it() {
+    let out = lp_host(&["run", "tests/programs/trap_in_run.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("error: node faulty failed"), "{stderr}");
+    assert!(text(&out.stdout).is_empty() || !text(&out.stdout).contains("[faulty] faulty serving"));
+}
+
+#[test]
+fn a_bad_program_file_is_reported_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("program.toml");
+    std::fs::write(&file, "[program]\nname = \"x\"\nbogus = 1\n").unwrap();
+    let out = lp_host(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("program.toml:3:1: unknown field `bogus`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help:"), "{stderr}");
+}
+
+#[test]
+fn a_missing_program_file_says_so() {
+    let out = lp_host(&["run", "no/such/program.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot read the program file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = lp_host(&["--help"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("run") && stdout.contains("bench"),
+        "{stdout}"
+    );
+    let out = lp_host(&["run", "--help"]);
+    assert!(text(&out.stdout).contains("--termination-notice-secs"));
+}

@@ -1,0 +1,56 @@
+//! A service for failure tests. With `trap_in_run = true` its `run` traps
+//! at once; otherwise `run` prints a line and waits for stop.
+
+wit_bindgen::generate!({
+    world: "lp:test/faulty-node",
+    path: ["../../../wit", "../wit"],
+    with: {
+        "lp:node/types@0.1.0": lp_guest::types,
+        "lp:node/runtime@0.1.0": lp_guest::runtime,
+        "lp:node/waiting@0.1.0": lp_guest::waiting,
+    },
+});
+
+use std::time::Duration;
+
+#[derive(serde::Deserialize, Default)]
+struct Args {
+    #[serde(default)]
+    trap_in_run: bool,
+}
+
+struct Faulty;
+
+impl exports::lp::node::lifecycle::Guest for Faulty {
+    async fn run() {
+        let args: Args = lp_guest::args().unwrap_or_default();
+        if args.trap_in_run {
+            eprintln!("about to trap");
+            trap_here();
+        }
+        println!("faulty serving");
+        lp_guest::wait_for_stop(None).await;
+    }
+}
+
+#[inline(never)]
+fn trap_here() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+impl exports::lp::test::faulty::Guest for Faulty {
+    async fn slow(ms: u64) -> u64 {
+        lp_guest::wait_for_stop(Some(Duration::from_millis(ms))).await;
+        ms
+    }
+
+    fn boom() -> u32 {
+        trap_here()
+    }
+
+    fn echo(s: String) -> String {
+        s
+    }
+}
+
+export!(Faulty);

@@ -1,0 +1,73 @@
+//! Provokes one kind of call outcome, chosen by its `mode` arg, logs what
+//! came back as `outcome: ...`, then stops the program.
+
+wit_bindgen::generate!({
+    world: "lp:test/prober-node",
+    path: ["../../../wit", "../wit"],
+    with: {
+        "lp:node/types@0.1.0": lp_guest::types,
+        "lp:node/runtime@0.1.0": lp_guest::runtime,
+        "lp:node/waiting@0.1.0": lp_guest::waiting,
+    },
+});
+
+use lp::test::faulty_client as faulty;
+use lp_guest::{CallError, Handle};
+
+lp_guest::client! {
+    pub struct Faulty => lp::test::faulty_client {
+        fn slow(ms: u64) -> u64;
+        fn boom() -> u32;
+        fn echo(s: String) -> String;
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Args {
+    target: Faulty,
+    mode: String,
+}
+
+fn describe<T: std::fmt::Debug>(r: Result<T, CallError>) -> String {
+    match r {
+        Ok(v) => format!("ok {v:?}"),
+        Err(CallError::Unreachable(why)) => format!("unreachable {why}"),
+        Err(CallError::Timeout) => "timeout".into(),
+        Err(CallError::RemoteTrap(msg)) => format!("remote-trap {msg}"),
+        Err(CallError::Stopping) => "stopping".into(),
+    }
+}
+
+struct Prober;
+
+impl exports::lp::node::lifecycle::Guest for Prober {
+    async fn run() {
+        let args: Args = lp_guest::args().expect("prober args");
+        let outcome = match args.mode.as_str() {
+            "echo" => describe(args.target.echo("hi".to_string()).await),
+            "timeout" => describe(args.target.slow(5_000).await),
+            "remote-trap" => describe(args.target.boom().await),
+            // A handle this node was never given.
+            "forged" => {
+                let forged = Handle {
+                    node: args.target.handle().node + 1,
+                };
+                describe(faulty::echo(forged, "hi".to_string()).await)
+            }
+            "fan-out" => {
+                let calls = (0..4).map(|i| args.target.slow(50 + i));
+                let results: Vec<String> = lp_guest::join_all(calls)
+                    .await
+                    .into_iter()
+                    .map(describe)
+                    .collect();
+                results.join(",")
+            }
+            other => format!("unknown mode {other}"),
+        };
+        lp_guest::info!("outcome: {outcome}");
+        lp_guest::stop();
+    }
+}
+
+export!(Prober);

@@ -1,0 +1,59 @@
+//! Helpers for the end-to-end tests: paths of the examples and fixture
+//! programs, and running a program through the lp-host library with its
+//! output captured.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use lp_host::output::OutputLine;
+use lp_host::{LaunchOptions, Outcome, Output, Override, Sandbox};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A file under the repository root.
+pub fn path(relative: &str) -> PathBuf {
+    repo().join(relative)
+}
+
+/// One engine and component cache for every test in a test binary.
+pub fn sandbox() -> Arc<Sandbox> {
+    static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| {
+            Arc::new(Sandbox::new(Some(repo().join("target/lp-test-cache"))).expect("engine"))
+        })
+        .clone()
+}
+
+/// Parse `--set`-style overrides.
+pub fn overrides(list: &[&str]) -> Vec<Override> {
+    list.iter().map(|s| s.parse().expect("override")).collect()
+}
+
+/// Run a program to its end with output captured.
+pub fn run(program: &str, set: &[&str]) -> anyhow::Result<(Outcome, Vec<OutputLine>)> {
+    let output = Output::capture();
+    let options = LaunchOptions {
+        termination_notice: Some(Duration::from_secs(5)),
+        output: output.clone(),
+        ..LaunchOptions::default()
+    };
+    let outcome = lp_host::run(&path(program), &overrides(set), sandbox(), options)?;
+    Ok((outcome, output.lines()))
+}
+
+/// The text of every captured line of `node`.
+pub fn lines_of(lines: &[OutputLine], node: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.node == node)
+        .map(|l| l.text.clone())
+        .collect()
+}

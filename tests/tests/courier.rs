@@ -1,0 +1,105 @@
+//! Courier semantics: typed errors for timeouts, remote traps and forged
+//! handles; futures fan-out; type-checked edges; failing nodes.
+
+use lp_host::EndReason;
+use lp_tests::{lines_of, run};
+
+fn outcome_of(mode: &str, extra: &[&str]) -> (lp_host::Outcome, String) {
+    let mut set = vec![format!("prober.args.mode=\"{mode}\"")];
+    set.extend(extra.iter().map(|s| s.to_string()));
+    let set: Vec<&str> = set.iter().map(String::as_str).collect();
+    let (outcome, lines) = run("tests/programs/echo.toml", &set).unwrap();
+    let prober = lines_of(&lines, "prober");
+    let line = prober
+        .iter()
+        .find(|l| l.starts_with("outcome: "))
+        .cloned()
+        .unwrap_or_default();
+    (outcome, line)
+}
+
+#[test]
+fn a_call_returns_its_value() {
+    let (outcome, line) = outcome_of("echo", &[]);
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(line, "outcome: ok \"hi\"");
+}
+
+#[test]
+fn a_slow_call_times_out_with_a_typed_error() {
+    let (outcome, line) = outcome_of("timeout", &["program.call_timeout_secs=0.2"]);
+    assert_eq!(line, "outcome: timeout");
+    assert!(outcome.success(), "{outcome:?}");
+}
+
+#[test]
+fn a_remote_trap_reaches_the_caller_and_fails_the_target() {
+    let (outcome, line) = outcome_of("remote-trap", &[]);
+    assert!(line.starts_with("outcome: remote-trap"), "{line}");
+    assert!(line.contains("unreachable"), "the trap's message: {line}");
+    assert_eq!(outcome.reason, EndReason::Failed);
+    assert_eq!(outcome.failures.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.failures[0].node, "faulty");
+    assert!(
+        outcome.failures[0].error.contains("boom"),
+        "backtrace names the function: {}",
+        outcome.failures[0].error
+    );
+    assert_eq!(outcome.exit_code(), 1);
+}
+
+#[test]
+fn a_forged_handle_is_unreachable() {
+    let (outcome, line) = outcome_of("forged", &[]);
+    assert!(line.starts_with("outcome: unreachable"), "{line}");
+    assert!(line.contains("was not given a handle"), "{line}");
+    assert!(outcome.success(), "{outcome:?}");
+}
+
+#[test]
+fn futures_fan_out_runs_calls_concurrently() {
+    let started = std::time::Instant::now();
+    let (outcome, line) = outcome_of("fan-out", &[]);
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(line, "outcome: ok 50,ok 51,ok 52,ok 53");
+    // Four 50 ms calls in parallel, not 200 ms in a row (generous bound:
+    // this checks concurrency, not speed).
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_trapping_run_stops_the_program_and_is_named() {
+    let (outcome, lines) = run("tests/programs/trap_in_run.toml", &[]).unwrap();
+    assert_eq!(outcome.reason, EndReason::Failed);
+    assert_eq!(outcome.failures.len(), 1, "{outcome:?}");
+    let failure = &outcome.failures[0];
+    assert_eq!(failure.node, "faulty");
+    assert!(
+        failure.error.contains("wasm trap") || failure.error.contains("unreachable"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.error.contains("trap_here"),
+        "wasm backtrace: {}",
+        failure.error
+    );
+    assert_eq!(lines_of(&lines, "faulty"), ["about to trap"]);
+    // The bystander was stopped, not left running.
+    assert!(outcome.interrupted.is_empty(), "{outcome:?}");
+}
+
+#[test]
+fn a_type_mismatched_edge_is_refused_before_launch() {
+    let err = run("tests/programs/mismatch.toml", &[]).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("caller") && message.contains("faulty"),
+        "{message}"
+    );
+    assert!(message.contains("lp:test/faulty@0.1.0.echo"), "{message}");
+    assert!(
+        message.contains("u64") && message.contains("string"),
+        "{message}"
+    );
+}

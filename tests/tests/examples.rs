@@ -1,0 +1,60 @@
+//! The examples, run end to end through the library.
+
+use lp_host::EndReason;
+use lp_host::output::Stream;
+use lp_tests::{lines_of, run};
+
+#[test]
+fn hello_world_prints_and_finishes() {
+    let (outcome, lines) = run("examples/hello_world/program.toml", &[]).unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(outcome.reason, EndReason::Finished);
+    let hello: Vec<_> = lines.iter().filter(|l| l.node == "hello").collect();
+    assert_eq!(hello.len(), 1);
+    assert_eq!(hello[0].text, "Hello World!!!");
+    assert_eq!(hello[0].stream, Stream::Stdout);
+}
+
+#[test]
+fn consumer_producers_fans_out_for_ten_steps_then_stops() {
+    let (outcome, lines) = run("examples/consumer_producers/program.toml", &[]).unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(outcome.reason, EndReason::Stopped);
+    let consumer = lines_of(&lines, "consumer");
+    assert_eq!(consumer.len(), 10, "{consumer:?}");
+    for (step, line) in consumer.iter().enumerate() {
+        // Every producer returns its context: ten copies of the step.
+        let expected = format!("step {step}: {:?}", vec![step as u64; 10]);
+        assert_eq!(*line, expected);
+    }
+}
+
+#[test]
+fn overrides_change_replicas_and_args() {
+    let (outcome, lines) = run(
+        "examples/consumer_producers/program.toml",
+        &["producer.replicas=3", "consumer.args.steps=2"],
+    )
+    .unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(
+        lines_of(&lines, "consumer"),
+        ["step 0: [0, 0, 0]", "step 1: [1, 1, 1]"]
+    );
+}
+
+#[test]
+fn a_node_runs_and_serves_at_once() {
+    let (outcome, lines) = run("examples/run_and_serve/program.toml", &[]).unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    let actor = lines_of(&lines, "actor");
+    assert_eq!(actor.len(), 1, "{actor:?}");
+    assert!(actor[0].ends_with("grew: true"), "{}", actor[0]);
+    // The learner's run saw the stop and returned on its own.
+    assert!(
+        lines_of(&lines, "learner")
+            .iter()
+            .any(|l| l.starts_with("stopped after"))
+    );
+    assert!(outcome.interrupted.is_empty());
+}

@@ -1,0 +1,183 @@
+//! Bad program.toml files: each error names file:line:column (or the
+//! override) and says what to do.
+
+use lp_host::program::{Diagnostic, load_str};
+use lp_tests::{overrides, path};
+
+/// Load `source` as if it were examples/consumer_producers/bad.toml, so
+/// relative component paths resolve to the example crates.
+fn load(source: &str, set: &[&str]) -> Result<lp_host::Program, Diagnostic> {
+    load_str(
+        &path("examples/consumer_producers/bad.toml"),
+        source,
+        &overrides(set),
+    )
+}
+
+fn error(source: &str, set: &[&str]) -> Diagnostic {
+    match load(source, set) {
+        Ok(_) => panic!("expected an error for:\n{source}"),
+        Err(d) => d,
+    }
+}
+
+const GOOD: &str = r#"
+[program]
+name = "cp"
+
+[[node]]
+name = "producer"
+component = "producer"
+replicas = 3
+
+[[node]]
+name = "consumer"
+component = "consumer"
+args = { producers = { group = "producer" }, steps = 2 }
+"#;
+
+#[test]
+fn the_good_program_expands_replicas_and_handles() {
+    let program = load(GOOD, &[]).unwrap();
+    let names: Vec<&str> = program.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["producer/0", "producer/1", "producer/2", "consumer"]
+    );
+    assert!(program.nodes[..3].iter().all(|n| n.group == "producer"));
+    let consumer = program.node("consumer").unwrap();
+    assert_eq!(
+        consumer.args,
+        serde_json_value(
+            r#"{"producers":[{"$lp-handle":0},{"$lp-handle":1},{"$lp-handle":2}],"steps":2}"#
+        )
+    );
+    assert_eq!(consumer.edges.len(), 3);
+    assert_eq!(program.components.len(), 2);
+}
+
+fn serde_json_value(s: &str) -> lp_host::program::JsonValue {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_syntax_error_points_at_its_line() {
+    let d = error("[program]\nname = \"x\"\n[[node]\n", &[]);
+    assert_eq!(d.line_col.map(|(l, _)| l), Some(3), "{d}");
+    assert!(d.to_string().contains("bad.toml:3:"), "{d}");
+}
+
+#[test]
+fn an_unknown_key_is_rejected_with_its_position() {
+    let d = error(&GOOD.replace("replicas = 3", "replica = 3"), &[]);
+    assert_eq!(d.line_col, Some((8, 1)), "{d}");
+    assert!(d.message.contains("unknown field `replica`"), "{d}");
+    assert!(d.help.is_some());
+}
+
+#[test]
+fn a_missing_component_is_named() {
+    let d = error(
+        &GOOD.replace("component = \"consumer\"", "component = \"consumr\""),
+        &[],
+    );
+    assert_eq!(d.line_col, Some((12, 13)), "{d}");
+    assert!(d.message.contains("consumr"), "{d}");
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap()
+            .contains("relative to program.toml"),
+        "{d}"
+    );
+    let d = error(
+        &GOOD.replace("component = \"consumer\"", "component = \"gone.wasm\""),
+        &[],
+    );
+    assert!(d.message.contains("gone.wasm does not exist"), "{d}");
+}
+
+#[test]
+fn a_handle_to_an_unknown_node_lists_the_nodes() {
+    let d = error(
+        &GOOD.replace("{ group = \"producer\" }", "{ handle = \"producr\" }"),
+        &[],
+    );
+    assert_eq!(d.line_col.map(|(l, _)| l), Some(13), "{d}");
+    assert!(d.message.contains("no node is named \"producr\""), "{d}");
+    assert!(
+        d.help.as_deref().unwrap().contains("consumer, producer/0"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_single_handle_to_a_replicated_node_is_ambiguous() {
+    let d = error(
+        &GOOD.replace("{ group = \"producer\" }", "{ handle = \"producer\" }"),
+        &[],
+    );
+    assert!(d.message.contains("has 3 replicas"), "{d}");
+    assert!(d.help.as_deref().unwrap().contains("producer/0"), "{d}");
+}
+
+#[test]
+fn an_unknown_group_is_refused() {
+    let d = error(
+        &GOOD.replace("{ group = \"producer\" }", "{ group = \"actors\" }"),
+        &[],
+    );
+    assert!(d.message.contains("no group is named \"actors\""), "{d}");
+}
+
+#[test]
+fn duplicate_names_and_bad_replicas_are_refused() {
+    let d = error(
+        &GOOD.replace("name = \"consumer\"", "name = \"producer\""),
+        &[],
+    );
+    assert!(
+        d.message.contains("used twice (first defined at line 6"),
+        "{d}"
+    );
+    let d = error(&GOOD.replace("replicas = 3", "replicas = 0"), &[]);
+    assert_eq!(d.line_col, Some((8, 12)), "{d}");
+    assert!(
+        d.message.contains("replicas must be between 1 and 100000"),
+        "{d}"
+    );
+    let d = error(
+        &GOOD.replace("name = \"consumer\"", "name = \"con sumer\""),
+        &[],
+    );
+    assert!(d.message.contains("invalid node name"), "{d}");
+}
+
+#[test]
+fn a_program_without_nodes_is_refused() {
+    let d = error("[program]\nname = \"empty\"\n", &[]);
+    assert!(d.message.contains("no nodes"), "{d}");
+    let d = error("[[node]]\nname = \"a\"\ncomponent = \"producer\"\n", &[]);
+    assert!(d.message.contains("missing field `program`"), "{d}");
+}
+
+#[test]
+fn overrides_apply_and_bad_ones_are_named() {
+    let program = load(GOOD, &["producer.replicas=5", "consumer.args.steps=9"]).unwrap();
+    assert_eq!(program.nodes.len(), 6);
+    assert_eq!(program.node("consumer").unwrap().args["steps"], 9);
+
+    let d = error(GOOD, &["producr.replicas=2"]);
+    assert_eq!(d.override_text.as_deref(), Some("producr.replicas=2"));
+    assert!(d.message.contains("no node is named \"producr\""), "{d}");
+    assert!(
+        d.to_string().starts_with("--set producr.replicas=2: "),
+        "{d}"
+    );
+    let d = error(GOOD, &["producer.replicas=many"]);
+    assert!(d.message.contains("whole number"), "{d}");
+    let d = error(GOOD, &["producer.colour=red"]);
+    assert!(d.message.contains("cannot set producer.colour"), "{d}");
+    let d = error(GOOD, &["program.call_timeout_secs=-1"]);
+    assert!(d.message.contains("positive number of seconds"), "{d}");
+}
