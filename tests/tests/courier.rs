@@ -37,7 +37,7 @@ fn a_remote_trap_reaches_the_caller_and_fails_the_target() {
     let (outcome, line) = outcome_of("remote-trap", &[]);
     assert!(line.starts_with("outcome: remote-trap"), "{line}");
     assert!(line.contains("unreachable"), "the trap's message: {line}");
-    assert_eq!(outcome.reason, EndReason::Failed);
+    assert_eq!(outcome.reason, EndReason::Failed, "{outcome:?}");
     assert_eq!(outcome.failures.len(), 1, "{outcome:?}");
     assert_eq!(outcome.failures[0].node, "faulty");
     assert!(

@@ -231,7 +231,11 @@ impl Supervisor {
             }
         }
         Outcome {
-            reason: reason.unwrap_or(EndReason::Stopped),
+            reason: if failures.is_empty() {
+                reason.unwrap_or(EndReason::Stopped)
+            } else {
+                EndReason::Failed
+            },
             failures,
             interrupted,
         }

@@ -2,6 +2,7 @@
 //! courier clients), and the loop that runs its `run` while serving calls
 //! from its mailbox. Shared by every launch type that runs nodes in threads.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::task::Poll;
@@ -10,6 +11,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use slab::Slab;
+use tokio::sync::oneshot;
 use wasmtime::component::{
     Accessor, Component, ComponentExportIndex, Func, InstancePre, Linker, ResourceTable, Val,
 };
@@ -278,9 +281,21 @@ pub async fn run_node(launch: NodeLaunch) {
     let id = launch.node.id;
     let events = launch.events.clone();
     if let Err(e) = serve_node(launch).await {
-        let _ = events.send(NodeEvent::Failed(id, format!("{e:?}")));
+        let _ = events.send(NodeEvent::Failed(id, describe_failure(&e)));
     }
     let _ = events.send(NodeEvent::Exited(id));
+}
+
+/// The cause first, then what led to it (the wasm backtrace among it).
+fn describe_failure(e: &anyhow::Error) -> String {
+    let mut text = e.root_cause().to_string();
+    for layer in e.chain().take_while(|l| !std::ptr::eq(*l, e.root_cause())) {
+        for line in layer.to_string().lines() {
+            text.push_str("\n  ");
+            text.push_str(line);
+        }
+    }
+    text
 }
 
 async fn serve_node(launch: NodeLaunch) -> Result<()> {
@@ -325,7 +340,10 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
     };
     let _ = events.send(NodeEvent::Started(id));
 
-    store
+    // Replies owed to callers, kept outside the store's event loop so that
+    // a trap that ends the loop can still answer every call in flight.
+    let inflight: RefCell<Slab<oneshot::Sender<Reply>>> = RefCell::new(Slab::new());
+    let served = store
         .run_concurrent(async |accessor| {
             let mut run_call = run.map(|f| Box::pin(f.call_concurrent(accessor, &[], &mut [])));
             let mut calls = FuturesUnordered::new();
@@ -349,7 +367,8 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
                     } = request;
                     match funcs.get(func.0 as usize).copied().flatten() {
                         Some((f, results)) => {
-                            calls.push(serve_call(accessor, f, results, params, reply))
+                            let slot = inflight.borrow_mut().insert(reply);
+                            calls.push(serve_call(accessor, f, results, params, &inflight, slot));
                         }
                         None => {
                             let (service, function) = node.router.func_name(func);
@@ -378,7 +397,15 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
             .await
         })
         .await
-        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+    if let Err(e) = &served {
+        let message = format!("node {} failed: {}", node.name, e.root_cause());
+        for (_, reply) in inflight.into_inner() {
+            let _ = reply.send(Err(CallError::RemoteTrap(message.clone())));
+        }
+    }
+    served
 }
 
 /// Serve one incoming call; a trap is answered to the caller and fails the node.
@@ -387,17 +414,20 @@ async fn serve_call(
     func: Func,
     result_count: usize,
     params: Vec<Val>,
-    reply: tokio::sync::oneshot::Sender<Reply>,
+    inflight: &RefCell<Slab<oneshot::Sender<Reply>>>,
+    slot: usize,
 ) -> Result<()> {
     let mut results = vec![Val::Bool(false); result_count];
-    match func.call_concurrent(accessor, &params, &mut results).await {
+    let outcome = func.call_concurrent(accessor, &params, &mut results).await;
+    let reply = inflight.borrow_mut().remove(slot);
+    match outcome {
         Ok(()) => {
             let _ = reply.send(Ok(results));
             Ok(())
         }
         Err(e) => {
             let e = anyhow::Error::from(e);
-            let _ = reply.send(Err(CallError::RemoteTrap(format!("{e:#}"))));
+            let _ = reply.send(Err(CallError::RemoteTrap(e.root_cause().to_string())));
             Err(e.context("trapped while serving a call"))
         }
     }
