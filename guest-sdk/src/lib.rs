@@ -30,7 +30,6 @@ mod bindings {
     });
 }
 
-use std::future::Future;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -140,23 +139,6 @@ macro_rules! error {
     ($($t:tt)*) => { $crate::log($crate::Level::Error, &format!($($t)*)) };
 }
 
-/// Run a future to completion from synchronous code (a blocking call).
-pub fn block_on<T: 'static>(future: impl Future<Output = T>) -> T {
-    wit_bindgen::block_on(future)
-}
-
-/// `.wait()` on any future: the blocking form of a courier call.
-pub trait Wait: Future + Sized {
-    fn wait(self) -> Self::Output
-    where
-        Self::Output: 'static,
-    {
-        block_on(self)
-    }
-}
-
-impl<F: Future> Wait for F {}
-
 /// Decode a handle from its args JSON form `{"$lp-handle": <node>}`.
 pub fn handle_from_json(value: &serde_json::Value) -> Option<Handle> {
     let node = value.as_object()?.get(HANDLE_KEY)?.as_u64()?;
@@ -199,18 +181,47 @@ impl std::error::Error for CallError {}
 ///     }
 /// }
 /// // in args: `producers: Vec<Producer>`; then
-/// let fut = producers[0].work(7);           // a future: fan out, join later
-/// let v = producers[0].work(7).wait()?;     // blocking, from sync code
-/// let v = producers[0].work(7).await?;      // or await it in async code
+/// let fut = producers[0].work(7);          // a future: fan out, join later
+/// let v = producers[0].work(7).await?;     // the blocking call, in async code
 /// ```
+///
+/// For a `-blocking-client` interface (synchronous client functions, for
+/// synchronous code such as a `blocking-lifecycle` run), write `blocking`
+/// before the module path; the methods then return the result directly.
 ///
 /// Each method forwards to the generated client function, so the compiler
 /// checks the declared signatures against the WIT.
 #[macro_export]
 macro_rules! client {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident => blocking $module:path {
+        $( fn $func:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty ; )*
+    }) => {
+        $crate::client!(@struct $(#[$meta])* $vis $name);
+        impl $name {
+            $(
+                pub fn $func(&self, $($arg: $ty),*) -> Result<$ret, $crate::CallError> {
+                    use $module as client_module;
+                    client_module::$func(self.0, $($arg),*)
+                }
+            )*
+        }
+    };
     ($(#[$meta:meta])* $vis:vis struct $name:ident => $module:path {
         $( fn $func:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty ; )*
     }) => {
+        $crate::client!(@struct $(#[$meta])* $vis $name);
+        impl $name {
+            $(
+                pub fn $func(&self, $($arg: $ty),*)
+                    -> impl ::core::future::Future<Output = Result<$ret, $crate::CallError>> + 'static
+                {
+                    use $module as client_module;
+                    client_module::$func(self.0, $($arg),*)
+                }
+            )*
+        }
+    };
+    (@struct $(#[$meta:meta])* $vis:vis $name:ident) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         $vis struct $name(pub $crate::Handle);
@@ -226,14 +237,6 @@ macro_rules! client {
             pub fn handle(&self) -> $crate::Handle {
                 self.0
             }
-            $(
-                pub fn $func(&self, $($arg: $ty),*)
-                    -> impl ::core::future::Future<Output = Result<$ret, $crate::CallError>> + 'static
-                {
-                    use $module as client_module;
-                    client_module::$func(self.0, $($arg),*)
-                }
-            )*
         }
     };
 }

@@ -96,3 +96,72 @@ fn help_lists_the_commands() {
     let out = lp_host(&["run", "--help"]);
     assert!(text(&out.stdout).contains("--termination-notice-secs"));
 }
+
+/// Start `lp-host run` on the stubborn program, wait for its first line.
+fn start_stubborn(notice: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lp-host"))
+        .args([
+            "run",
+            "tests/programs/stubborn.toml",
+            "--termination-notice-secs",
+            notice,
+        ])
+        .current_dir(repo())
+        .env("LP_CACHE_DIR", repo().join("target/lp-test-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "[stubborn] spinning\n");
+    child
+}
+
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Wait for the child to exit, for at most `secs` (then kill it and fail).
+fn wait_exit(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("lp-host did not exit within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ctrl_c_stops_and_the_notice_interrupts_a_node_that_ignores_it() {
+    let child = start_stubborn("0.5");
+    interrupt(&child);
+    let out = wait_exit(child, 30);
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("node stubborn was still running when the termination notice expired"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_kills_at_once() {
+    // A notice far longer than the test's bound: only the second Ctrl-C can end it in time.
+    let child = start_stubborn("600");
+    interrupt(&child);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    interrupt(&child);
+    let out = wait_exit(child, 30);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+}

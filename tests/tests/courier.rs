@@ -103,3 +103,13 @@ fn a_type_mismatched_edge_is_refused_before_launch() {
         "{message}"
     );
 }
+
+#[test]
+fn a_blocking_call_from_synchronous_code_returns_its_value() {
+    let (outcome, lines) = run("tests/programs/blocking.toml", &[]).unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(
+        lines_of(&lines, "caller"),
+        ["outcome: Ok(\"one\") Ok(\"two\")"]
+    );
+}

@@ -58,3 +58,26 @@ fn a_node_runs_and_serves_at_once() {
     );
     assert!(outcome.interrupted.is_empty());
 }
+
+/// `cargo component build` (0.21, installed by .ci/setup) builds the
+/// hello_world node, and the result runs.
+#[test]
+fn cargo_component_builds_a_node_that_runs() {
+    let repo = lp_tests::repo();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = std::process::Command::new(cargo)
+        .args(["component", "build", "--release", "-p", "hello"])
+        .current_dir(&repo)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "cargo component build failed (run .ci/setup to install cargo-component 0.21.1):\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = repo.join("target/wasm32-wasip1/release/hello.wasm");
+    let set = format!("hello.component=\"{}\"", wasm.display());
+    let (outcome, lines) = run("examples/hello_world/program.toml", &[&set]).unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(lines_of(&lines, "hello"), ["Hello World!!!"]);
+}

@@ -57,13 +57,31 @@ impl PreparedComponent {
                 let key = funcs
                     .get(&client.service, &f.name)
                     .ok_or_else(|| anyhow!("{}.{} was not interned", client.service, f.name))?;
-                instance.func_new_concurrent(&f.name, move |accessor, _ty, params, results| {
-                    Box::pin(async move {
-                        let node = accessor.with(|mut access| access.data_mut().node.clone());
-                        results[0] = reply_to_val(node.call(&params[0], key, &params[1..]).await);
-                        Ok(())
-                    })
-                })?;
+                if f.ty.async_() {
+                    // `async func`: the caller gets a future; the node keeps serving.
+                    instance.func_new_concurrent(
+                        &f.name,
+                        move |accessor, _ty, params, results| {
+                            Box::pin(async move {
+                                let node =
+                                    accessor.with(|mut access| access.data_mut().node.clone());
+                                results[0] =
+                                    reply_to_val(node.call(&params[0], key, &params[1..]).await);
+                                Ok(())
+                            })
+                        },
+                    )?;
+                } else {
+                    // Plain `func`: the calling task blocks until the reply.
+                    instance.func_new_async(&f.name, move |store, _ty, params, results| {
+                        let node = store.data().node.clone();
+                        Box::new(async move {
+                            results[0] =
+                                reply_to_val(node.call(&params[0], key, &params[1..]).await);
+                            Ok(())
+                        })
+                    })?;
+                }
             }
         }
         let pre = linker

@@ -15,8 +15,9 @@ pub const LIFECYCLE_INTERFACES: [&str; 2] = [
     "lp:node/lifecycle@0.1.0",
     "lp:node/blocking-lifecycle@0.1.0",
 ];
-/// A client interface is named after its service with this suffix.
-pub const CLIENT_SUFFIX: &str = "-client";
+/// A client interface is named after its service with one of these
+/// suffixes (`-blocking-client` by convention holds synchronous functions).
+pub const CLIENT_SUFFIXES: [&str; 2] = ["-blocking-client", "-client"];
 
 /// One function of an interface, with its type.
 #[derive(Clone, Debug)]
@@ -129,7 +130,9 @@ pub fn service_of_client(import: &str) -> Option<String> {
         Some((p, v)) => (p, Some(v)),
         None => (import, None),
     };
-    let service = path.strip_suffix(CLIENT_SUFFIX)?;
+    let service = CLIENT_SUFFIXES
+        .iter()
+        .find_map(|suffix| path.strip_suffix(suffix))?;
     if !service.contains('/') {
         return None;
     }

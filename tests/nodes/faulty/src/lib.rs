@@ -1,5 +1,6 @@
 //! A service for failure tests. With `trap_in_run = true` its `run` traps
-//! at once; otherwise `run` prints a line and waits for stop.
+//! at once; with `spin_in_run = true` it loops for ever, ignoring stop;
+//! otherwise `run` prints a line and waits for stop.
 
 wit_bindgen::generate!({
     world: "lp:test/faulty-node",
@@ -17,6 +18,9 @@ use std::time::Duration;
 struct Args {
     #[serde(default)]
     trap_in_run: bool,
+    /// Busy-loop in `run`, ignoring stop (only an interrupt ends it).
+    #[serde(default)]
+    spin_in_run: bool,
 }
 
 struct Faulty;
@@ -27,6 +31,13 @@ impl exports::lp::node::lifecycle::Guest for Faulty {
         if args.trap_in_run {
             eprintln!("about to trap");
             trap_here();
+        }
+        if args.spin_in_run {
+            println!("spinning");
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
         }
         println!("faulty serving");
         lp_guest::wait_for_stop(None).await;

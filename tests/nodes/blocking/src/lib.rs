@@ -1,0 +1,36 @@
+//! A synchronous `run` making blocking courier calls through a client
+//! interface whose functions are synchronous.
+
+wit_bindgen::generate!({
+    world: "lp:test/blocking-node",
+    path: ["../../../wit", "../wit"],
+    with: {
+        "lp:node/types@0.1.0": lp_guest::types,
+        "lp:node/runtime@0.1.0": lp_guest::runtime,
+    },
+});
+
+lp_guest::client! {
+    pub struct Faulty => blocking lp::test::faulty_blocking_client {
+        fn echo(s: &str) -> String;
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Args {
+    target: Faulty,
+}
+
+struct Blocking;
+
+impl exports::lp::node::blocking_lifecycle::Guest for Blocking {
+    fn run() {
+        let args: Args = lp_guest::args().expect("blocking args");
+        let first = args.target.echo("one");
+        let second = args.target.echo("two");
+        lp_guest::info!("outcome: {first:?} {second:?}");
+        lp_guest::stop();
+    }
+}
+
+export!(Blocking);
