@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Internal: run one configuration and print its JSON.
     #[arg(long, hide = true)]
     child: Option<String>,
+
+    /// Internal: overrides the parent passes to each child.
+    #[arg(long = "set", hide = true)]
+    overrides: Vec<Override>,
 }
 
 /// Every configuration, as `mode:size`.
@@ -67,9 +71,21 @@ pub fn main(args: BenchArgs) -> i32 {
 }
 
 fn parent(args: &BenchArgs) -> Result<()> {
-    // Build and compile once, so every child starts from a warm cache.
+    // Build and compile once, so every child starts from a warm cache, and
+    // hand the children the built components so they run no cargo.
     let sandbox = Arc::new(Sandbox::new(None)?);
-    launch::plan(program::load(&args.program, &[])?, sandbox)?;
+    let plan = launch::plan(program::load(&args.program, &[])?, sandbox)?;
+    let mut built: Vec<String> = Vec::new();
+    for node in &plan.program.nodes {
+        let set = format!(
+            "{}.component={:?}",
+            node.entry,
+            plan.files[node.component].canonicalize()?
+        );
+        if !built.contains(&set) {
+            built.push(set);
+        }
+    }
 
     let configs: Vec<&str> = if args.only.is_empty() {
         CONFIGS.to_vec()
@@ -84,6 +100,9 @@ fn parent(args: &BenchArgs) -> Result<()> {
             let mut cmd = Command::new(&exe);
             cmd.args(["bench", "--child", config, "--program"])
                 .arg(&args.program);
+            for set in &built {
+                cmd.args(["--set", set]);
+            }
             if args.quick {
                 cmd.arg("--quick");
             }
@@ -143,13 +162,14 @@ fn table(rows: &[Value]) -> String {
         None => "n/a".into(),
     };
     let mut out = String::from(
-        "| config | runs | to first reply from all (s) | stop → exit (s) | calls/s | p50 (µs) | p99 (µs) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|\n",
+        "| config | runs | plan (s) | launch → first reply from all (s) | stop → exit (s) | calls/s | p50 (µs) | p99 (µs) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row["config"].as_str().unwrap_or("?"),
             row["runs"],
+            fmt(row, "plan_secs", 1.0, 4),
             fmt(row, "startup_secs", 1.0, 4),
             fmt(row, "stop_to_exit_secs", 1.0, 4),
             fmt(row, "calls_per_sec", 1.0, 0),
@@ -188,16 +208,18 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
         ]),
         other => bail!("unknown bench mode {other}"),
     }
-    let overrides: Vec<Override> = set
+    let mut overrides: Vec<Override> = set
         .iter()
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
+    overrides.extend(args.overrides.iter().cloned());
 
-    let start = Instant::now();
+    let planning = Instant::now();
     let program = program::load(&args.program, &overrides)?;
     let sandbox = Arc::new(Sandbox::new(None)?);
     let plan = launch::plan(program, sandbox)?;
+    let start = Instant::now();
     let output = Output::capture();
     let options = LaunchOptions {
         output: output.clone(),
@@ -215,6 +237,7 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
         .find(|l| l.text.starts_with("first-reply-from-all"))
         .context("the consumer never reported its first replies")?;
     let mut figures = json!({
+        "plan_secs": (start - planning).as_secs_f64(),
         "startup_secs": (ready.at - start).as_secs_f64(),
         "peak_rss_mib": peak_rss_mib(),
     });

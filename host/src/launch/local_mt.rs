@@ -1,30 +1,28 @@
-//! local_mt: every node on its own thread of this process, each with its own
-//! store; calls between them go through in-process mailboxes. A supervisor
-//! thread watches the nodes and ends the program.
+//! local_mt: every node of the program in this process, each with its own
+//! store, running as its own task on a pool of worker threads (one per core
+//! by default); calls between them go through in-process mailboxes. A
+//! supervisor thread watches the nodes and ends the program.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::executor::block_on;
 use super::node::{Control, NodeContext, NodeEvent, NodeLaunch, run_node};
+use super::pool::Pool;
 use super::{EndReason, LaunchOptions, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::Router;
 use crate::stop::StopSignal;
 
-/// Stack of each node thread (wasm runs on its own fiber stacks).
-const NODE_THREAD_STACK: usize = 512 * 1024;
 /// How often wasm is checked for interruption (epoch tick).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// A program running under local_mt.
 pub struct RunningProgram {
     handle: ProgramHandle,
-    supervisor: JoinHandle<Outcome>,
+    supervisor: std::thread::JoinHandle<Outcome>,
 }
 
 impl RunningProgram {
@@ -45,7 +43,7 @@ impl RunningProgram {
     }
 }
 
-/// Start every node of `plan` on its own thread.
+/// Start every node of `plan` as a task on the worker pool.
 pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
     let program = &plan.program;
     let stop = Arc::new(StopSignal::new());
@@ -61,16 +59,17 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         shutdown: StopSignal::new(),
         kill: StopSignal::new(),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let timers = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("lp-timers")
         .enable_all()
         .build()
-        .context("cannot start the host's timer runtime")?;
+        .context("cannot start the host's timer thread")?;
+    let pool = Pool::new(options.threads, options.spin, timers.handle().clone())
+        .context("cannot start the node worker threads")?;
     let (events_tx, events) = mpsc::channel();
 
     let mut with_run = BTreeSet::new();
-    let mut threads = Vec::with_capacity(program.nodes.len());
     for (spec, mailbox) in program.nodes.iter().zip(mailboxes) {
         let component = plan.components[spec.component].clone();
         if spec.run_enabled && component.interface.has_run {
@@ -97,17 +96,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
             control: control.clone(),
             events: events_tx.clone(),
         };
-        let rt = runtime.handle().clone();
-        let spin = options.spin;
-        let thread = std::thread::Builder::new()
-            .name(spec.name.clone())
-            .stack_size(NODE_THREAD_STACK)
-            .spawn(move || {
-                let _enter = rt.enter();
-                block_on(run_node(launch), spin);
-            })
-            .with_context(|| format!("cannot start a thread for node {}", spec.name))?;
-        threads.push(thread);
+        pool.spawn(run_node(launch));
     }
     drop(events_tx);
 
@@ -124,8 +113,9 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
     let supervisor = std::thread::Builder::new()
         .name("lp-supervisor".into())
         .spawn(move || {
-            let outcome = supervisor.run(threads);
-            drop(runtime);
+            let outcome = supervisor.run();
+            pool.close();
+            drop(timers);
             outcome
         })
         .context("cannot start the supervisor thread")?;
@@ -144,7 +134,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn run(mut self, threads: Vec<JoinHandle<()>>) -> Outcome {
+    fn run(mut self) -> Outcome {
         let had_runs = !self.with_run.is_empty();
         let mut failures = Vec::new();
         let mut exited = 0;
@@ -210,16 +200,20 @@ impl Supervisor {
 
         self.control.shutdown.stop();
         self.handle.stop();
-        for thread in threads {
-            // Keep ticking the epoch so wasm stuck in a loop is interrupted.
-            while !thread.is_finished() {
-                self.engine.increment_epoch();
-                std::thread::sleep(Duration::from_millis(1));
+        // Wait for every node to exit, ticking the epoch so that wasm stuck
+        // in a loop is interrupted; note failures reported meanwhile.
+        while exited < self.names.len() {
+            let event = match self.events.recv_timeout(Duration::from_millis(1)) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.engine.increment_epoch();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let NodeEvent::Exited(_) = event {
+                exited += 1;
             }
-            let _ = thread.join();
-        }
-        // Failures reported while the nodes were shutting down.
-        while let Ok(event) = self.events.try_recv() {
             if let NodeEvent::Failed(id, error) = event {
                 let name = &self.names[id as usize];
                 if !self.control.kill.is_stopping() && !interrupted.contains(name) {

@@ -2,20 +2,27 @@
 //! in this process; the other launch types will sit beside it, sharing the
 //! plan and the node runtime.
 
-mod executor;
 pub mod local_mt;
 pub mod node;
 mod plan;
+mod pool;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use executor::default_spin;
 pub use plan::{Plan, plan};
 
 use crate::output::Output;
 use crate::stop::StopSignal;
+
+/// Worker threads for nodes: `$LP_THREADS`, else one per core.
+pub fn default_threads() -> usize {
+    std::env::var("LP_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
 
 /// How nodes are placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +39,9 @@ pub struct LaunchOptions {
     /// interrupted; `None` waits for ever.
     pub termination_notice: Option<Duration>,
     pub output: Output,
-    /// How long an idle node thread spins before parking.
+    /// Worker threads the nodes run on.
+    pub threads: usize,
+    /// How long an idle worker spins before sleeping.
     pub spin: Duration,
 }
 
@@ -41,7 +50,8 @@ impl Default for LaunchOptions {
         LaunchOptions {
             termination_notice: Some(Duration::from_secs(10)),
             output: Output::terminal(),
-            spin: default_spin(),
+            threads: default_threads(),
+            spin: pool::default_spin(),
         }
     }
 }

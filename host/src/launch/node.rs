@@ -2,9 +2,8 @@
 //! courier clients), and the loop that runs its `run` while serving calls
 //! from its mailbox. Shared by every launch type that runs nodes in threads.
 
-use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -360,7 +359,7 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
 
     // Replies owed to callers, kept outside the store's event loop so that
     // a trap that ends the loop can still answer every call in flight.
-    let inflight: RefCell<Slab<oneshot::Sender<Reply>>> = RefCell::new(Slab::new());
+    let inflight: Mutex<Slab<oneshot::Sender<Reply>>> = Mutex::new(Slab::new());
     let served = store
         .run_concurrent(async |accessor| {
             let mut run_call = run.map(|f| Box::pin(f.call_concurrent(accessor, &[], &mut [])));
@@ -385,7 +384,7 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
                     } = request;
                     match funcs.get(func.0 as usize).copied().flatten() {
                         Some((f, results)) => {
-                            let slot = inflight.borrow_mut().insert(reply);
+                            let slot = lock(&inflight).insert(reply);
                             calls.push(serve_call(accessor, f, results, params, &inflight, slot));
                         }
                         None => {
@@ -419,7 +418,7 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
         .and_then(|r| r);
     if let Err(e) = &served {
         let message = format!("node {} failed: {}", node.name, e.root_cause());
-        for (_, reply) in inflight.into_inner() {
+        for (_, reply) in inflight.into_inner().unwrap_or_else(|p| p.into_inner()) {
             let _ = reply.send(Err(CallError::RemoteTrap(message.clone())));
         }
     }
@@ -432,12 +431,12 @@ async fn serve_call(
     func: Func,
     result_count: usize,
     params: Vec<Val>,
-    inflight: &RefCell<Slab<oneshot::Sender<Reply>>>,
+    inflight: &Mutex<Slab<oneshot::Sender<Reply>>>,
     slot: usize,
 ) -> Result<()> {
     let mut results = vec![Val::Bool(false); result_count];
     let outcome = func.call_concurrent(accessor, &params, &mut results).await;
-    let reply = inflight.borrow_mut().remove(slot);
+    let reply = lock(&inflight).remove(slot);
     match outcome {
         Ok(()) => {
             let _ = reply.send(Ok(results));
@@ -449,4 +448,8 @@ async fn serve_call(
             Err(e.context("trapped while serving a call"))
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

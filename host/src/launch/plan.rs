@@ -27,6 +27,7 @@ pub struct Plan {
 
 /// Build, load and check everything `program` needs.
 pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
+    let started = std::time::Instant::now();
     let mut files = Vec::new();
     for source in &program.components {
         files.push(match source {
@@ -35,6 +36,7 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
         });
     }
 
+    tracing::debug!("components built in {:?}", started.elapsed());
     let mut loaded = Vec::new();
     for file in &files {
         let component = sandbox.load(file)?;
@@ -74,6 +76,10 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
         }
     }
 
+    tracing::debug!(
+        "components loaded and checked after {:?}",
+        started.elapsed()
+    );
     let mut funcs = FuncTable::default();
     for (_, interface) in &loaded {
         for client in &interface.clients {
