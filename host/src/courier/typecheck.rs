@@ -17,10 +17,7 @@ pub fn check_client_shape(client: &ClientImport) -> Result<(), String> {
                 client.name, f.name
             ));
         }
-        let ok = match f.results().as_slice() {
-            [Type::Result(r)] if r.err().as_ref().is_some_and(is_call_error) => true,
-            _ => false,
-        };
+        let ok = matches!(f.results().as_slice(), [Type::Result(r)] if r.err().as_ref().is_some_and(is_call_error));
         if !ok {
             return Err(format!(
                 "client function {}.{} must return result<T, call-error>, where T is what {} returns",

@@ -367,14 +367,14 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
             let mut shutdown = std::pin::pin!(control.shutdown.wait());
             let mut killed = std::pin::pin!(control.kill.wait());
             futures::future::poll_fn(|cx| {
-                if let Some(call) = &mut run_call {
-                    if let Poll::Ready(result) = call.as_mut().poll(cx) {
-                        run_call = None;
-                        if let Err(e) = result {
-                            return Poll::Ready(Err(anyhow::Error::from(e).context("run trapped")));
-                        }
-                        let _ = events.send(NodeEvent::RunFinished(id));
+                if let Some(call) = &mut run_call
+                    && let Poll::Ready(result) = call.as_mut().poll(cx)
+                {
+                    run_call = None;
+                    if let Err(e) = result {
+                        return Poll::Ready(Err(anyhow::Error::from(e).context("run trapped")));
                     }
+                    let _ = events.send(NodeEvent::RunFinished(id));
                 }
                 while let Poll::Ready(Some(request)) = mailbox.poll_recv(cx) {
                     let Request {
@@ -436,7 +436,7 @@ async fn serve_call(
 ) -> Result<()> {
     let mut results = vec![Val::Bool(false); result_count];
     let outcome = func.call_concurrent(accessor, &params, &mut results).await;
-    let reply = lock(&inflight).remove(slot);
+    let reply = lock(inflight).remove(slot);
     match outcome {
         Ok(()) => {
             let _ = reply.send(Ok(results));

@@ -172,10 +172,10 @@ fn poll(task: Arc<Task>) {
     let waker = Waker::from(task.clone());
     let mut cx = Context::from_waker(&waker);
     let mut slot = lock(&task.future);
-    if let Some(future) = slot.as_mut() {
-        if future.as_mut().poll(&mut cx).is_ready() {
-            *slot = None;
-        }
+    if let Some(future) = slot.as_mut()
+        && future.as_mut().poll(&mut cx).is_ready()
+    {
+        *slot = None;
     }
 }
 
