@@ -4,21 +4,10 @@
 //! deserializes a node's args into the node's own serde struct, and turns the
 //! handles in those args into typed clients (see [`client!`]).
 //!
-//! A node crate generates bindings for its own world with `wit_bindgen` and
-//! maps the `lp:node` interfaces onto this crate, so every node shares one
-//! definition of [`Handle`] and [`CallError`]:
-//!
-//! ```ignore
-//! wit_bindgen::generate!({
-//!     world: "producer-node",
-//!     path: ["../../../wit", "../wit"],
-//!     with: {
-//!         "lp:node/types@0.1.0": lp_guest::types,
-//!         "lp:node/runtime@0.1.0": lp_guest::runtime,
-//!         "lp:node/waiting@0.1.0": lp_guest::waiting,
-//!     },
-//! });
-//! ```
+//! A node crate generates bindings for its own world with [`generate!`],
+//! which maps the `lp:node` interfaces onto this crate, so every node shares
+//! one definition of [`Handle`] and [`CallError`]. Its world must include
+//! `lp:node/node` (or `lp:node/node-with-run`).
 
 mod bindings {
     wit_bindgen::generate!({
@@ -46,6 +35,33 @@ pub use types::{CallError, Handle};
 pub use futures::future::join_all;
 #[doc(hidden)]
 pub use serde as __serde;
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// Generate a node's bindings for its world, sharing lp:node's types and
+/// runtime with this crate (so a node crate needs no wit-bindgen of its own).
+///
+/// ```ignore
+/// lp_guest::generate!({
+///     world: "lp:consumer-producers/consumer-node",
+///     path: ["../../../wit", "../wit"],   // lp:node, then the node's own WIT
+/// });
+/// ```
+#[macro_export]
+macro_rules! generate {
+    ({ world: $world:literal, path: [$($path:literal),* $(,)?] $(,)? }) => {
+        $crate::__wit_bindgen::generate!({
+            world: $world,
+            path: [$($path),*],
+            runtime_path: "::lp_guest::__wit_bindgen::rt",
+            with: {
+                "lp:node/types@0.1.0": ::lp_guest::types,
+                "lp:node/runtime@0.1.0": ::lp_guest::runtime,
+                "lp:node/waiting@0.1.0": ::lp_guest::waiting,
+            },
+        });
+    };
+}
 
 /// The key under which the host encodes a handle inside the args JSON.
 pub const HANDLE_KEY: &str = "$lp-handle";

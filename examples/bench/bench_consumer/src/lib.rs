@@ -2,14 +2,9 @@
 //! reference benchmarks measure from inside theirs, and logs one JSON line
 //! (`bench-result {...}`); the host's `lp-host bench` collects it.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:bench/consumer-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 use std::time::{Duration, Instant};

@@ -1,13 +1,8 @@
 //! Benchmark producer: returns what it is given.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:bench/producer-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 struct Producer;

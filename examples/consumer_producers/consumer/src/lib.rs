@@ -1,14 +1,9 @@
 //! The consumer: each step sends `work(step)` to every producer at once
 //! (futures fan-out), gathers the replies, logs them; then stops the program.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:consumer-producers/consumer-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 use lp::consumer_producers::producer_client;

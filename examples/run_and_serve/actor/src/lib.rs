@@ -1,14 +1,9 @@
 //! The actor: polls the learner's version while the learner's `run` is
 //! still looping, checks that it grows, then stops the program.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:run-and-serve/actor-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 use std::time::Duration;

@@ -1,14 +1,9 @@
 //! The learner: `run` takes a step every millisecond until the program
 //! stops; `get-version` is served between steps.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:run-and-serve/learner-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 use std::sync::atomic::{AtomicU64, Ordering};

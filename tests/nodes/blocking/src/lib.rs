@@ -1,13 +1,9 @@
 //! A synchronous `run` making blocking courier calls through a client
 //! interface whose functions are synchronous.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:test/blocking-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-    },
 });
 
 lp_guest::client! {

@@ -2,14 +2,9 @@
 //! at once; with `spin_in_run = true` it loops for ever, ignoring stop;
 //! otherwise `run` prints a line and waits for stop.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:test/faulty-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 use std::time::Duration;

@@ -1,14 +1,9 @@
 //! Calls `echo` with the wrong argument type; never runs, because the host
 //! refuses the edge before launch.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:test/mismatch-node",
     path: ["../../../wit", "wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 #[derive(serde::Deserialize)]

@@ -1,14 +1,9 @@
 //! Provokes one kind of call outcome, chosen by its `mode` arg, logs what
 //! came back as `outcome: ...`, then stops the program.
 
-wit_bindgen::generate!({
+lp_guest::generate!({
     world: "lp:test/prober-node",
     path: ["../../../wit", "../wit"],
-    with: {
-        "lp:node/types@0.1.0": lp_guest::types,
-        "lp:node/runtime@0.1.0": lp_guest::runtime,
-        "lp:node/waiting@0.1.0": lp_guest::waiting,
-    },
 });
 
 use lp::test::faulty_client as faulty;
