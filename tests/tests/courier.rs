@@ -26,6 +26,20 @@ fn a_call_returns_its_value() {
 }
 
 #[test]
+fn byte_lists_cross_on_the_typed_path() {
+    let (outcome, line) = outcome_of("bytes", &[]);
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(line, "outcome: ok [3, 2, 1]");
+}
+
+#[test]
+fn records_and_several_arguments_cross_on_the_dynamic_path() {
+    let (outcome, line) = outcome_of("dynamic", &[]);
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(line, "outcome: ok Labelled { label: \"sum\", total: 42 }");
+}
+
+#[test]
 fn a_slow_call_times_out_with_a_typed_error() {
     let (outcome, line) = outcome_of("timeout", &["program.call_timeout_secs=0.2"]);
     assert_eq!(line, "outcome: timeout");
@@ -110,6 +124,6 @@ fn a_blocking_call_from_synchronous_code_returns_its_value() {
     assert!(outcome.success(), "{outcome:?}");
     assert_eq!(
         lines_of(&lines, "caller"),
-        ["outcome: Ok(\"one\") Ok(\"two\")"]
+        ["outcome: Ok(\"one\") Ok(\"two\") Ok(Labelled { label: \"sum\", total: 42 })"]
     );
 }

@@ -5,6 +5,7 @@
 
 mod typecheck;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,8 +54,16 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// A call's arguments (after the target handle) or its results: dynamic
+/// component values, or, for calls of a common shape, the typed Rust value
+/// itself (see `launch::typed`), which skips per-element conversion.
+pub enum Payload {
+    Vals(Vec<Val>),
+    Typed(Box<dyn Any + Send>),
+}
+
 /// What a call returns: the function's results, or why not.
-pub type Reply = Result<Vec<Val>, CallError>;
+pub type Reply = Result<Payload, CallError>;
 
 /// Names one exported function program-wide (service interface + function).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,7 +111,7 @@ impl FuncTable {
 /// One call delivered to a node.
 pub struct Request {
     pub func: FuncKey,
-    pub params: Vec<Val>,
+    pub args: Payload,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -165,19 +174,13 @@ impl Router {
     }
 
     /// Call `func` on `target` and wait for its reply (or the deadline).
-    pub async fn call(&self, target: u32, func: FuncKey, params: Vec<Val>) -> Reply {
+    pub async fn call(&self, target: u32, func: FuncKey, args: Payload) -> Reply {
         let Some(route) = self.routes.get(target as usize) else {
             return Err(CallError::Unreachable(format!("no node has id {target}")));
         };
         let (reply, rx) = oneshot::channel();
         let sent = match route {
-            Route::Local(tx) => tx
-                .send(Request {
-                    func,
-                    params,
-                    reply,
-                })
-                .is_ok(),
+            Route::Local(tx) => tx.send(Request { func, args, reply }).is_ok(),
         };
         if !sent {
             return Err(self.gone(target));

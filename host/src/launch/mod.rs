@@ -6,6 +6,7 @@ pub mod local_mt;
 pub mod node;
 mod plan;
 mod pool;
+mod typed;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

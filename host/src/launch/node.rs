@@ -12,13 +12,15 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use slab::Slab;
 use tokio::sync::oneshot;
+use wasmtime::component::types::Type;
 use wasmtime::component::{
     Accessor, Component, ComponentExportIndex, Func, InstancePre, Linker, ResourceTable, Val,
 };
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Reply, Request, Router};
+use super::typed::{Bound, Shape, shape_for};
+use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Request, Router};
 use crate::output::{LogLevel, Output, Stream};
 use crate::sandbox::interface::{
     LIFECYCLE_INTERFACES, RUNTIME_INTERFACE, TYPES_INTERFACE, WAITING_INTERFACE,
@@ -26,13 +28,27 @@ use crate::sandbox::interface::{
 use crate::sandbox::{LineWriter, NodeInterface};
 use crate::stop::StopSignal;
 
+/// A served function: where it is, and its typed shape if it has one.
+#[derive(Clone)]
+struct Export {
+    index: ComponentExportIndex,
+    shape: Option<Arc<dyn Shape>>,
+}
+
+/// A served function bound in one node's store.
+struct Served {
+    func: Func,
+    results: usize,
+    typed: Option<(Arc<dyn Shape>, Bound)>,
+}
+
 /// A component ready to instantiate as nodes: linked, with its exported
 /// functions indexed by [`FuncKey`].
 pub struct PreparedComponent {
     pub pre: InstancePre<NodeState>,
     pub interface: NodeInterface,
-    /// Export index of each program-wide function this component serves.
-    exports: Vec<Option<ComponentExportIndex>>,
+    /// Each program-wide function this component serves, by [`FuncKey`].
+    exports: Vec<Option<Export>>,
     run: Option<ComponentExportIndex>,
 }
 
@@ -50,13 +66,34 @@ impl PreparedComponent {
         linker
             .instance(TYPES_INTERFACE)
             .map_err(anyhow::Error::from)?;
+        for name in &interface.type_imports {
+            linker.instance(name).map_err(anyhow::Error::from)?;
+        }
         for client in &interface.clients {
             let mut instance = linker.instance(&client.name).map_err(anyhow::Error::from)?;
             for f in &client.functions {
                 let key = funcs
                     .get(&client.service, &f.name)
                     .ok_or_else(|| anyhow!("{}.{} was not interned", client.service, f.name))?;
-                if f.ty.async_() {
+                let blocking = !f.ty.async_();
+                let ok = match f.results().first() {
+                    Some(Type::Result(r)) => r.ok(),
+                    _ => None,
+                };
+                let args: Vec<Type> = f.params().into_iter().skip(1).map(|(_, t)| t).collect();
+                if let Some(shape) = shape_for(&args, ok.as_ref()) {
+                    shape.link(&mut instance, &f.name, key, blocking)?;
+                } else if blocking {
+                    // Plain `func`: the calling task blocks until the reply.
+                    instance.func_new_async(&f.name, move |store, _ty, params, results| {
+                        let node = store.data().node.clone();
+                        Box::new(async move {
+                            results[0] =
+                                reply_to_val(node.call(&params[0], key, &params[1..]).await);
+                            Ok(())
+                        })
+                    })?;
+                } else {
                     // `async func`: the caller gets a future; the node keeps serving.
                     instance.func_new_concurrent(
                         &f.name,
@@ -70,16 +107,6 @@ impl PreparedComponent {
                             })
                         },
                     )?;
-                } else {
-                    // Plain `func`: the calling task blocks until the reply.
-                    instance.func_new_async(&f.name, move |store, _ty, params, results| {
-                        let node = store.data().node.clone();
-                        Box::new(async move {
-                            results[0] =
-                                reply_to_val(node.call(&params[0], key, &params[1..]).await);
-                            Ok(())
-                        })
-                    })?;
                 }
             }
         }
@@ -93,8 +120,12 @@ impl PreparedComponent {
                 continue;
             };
             for f in &service.functions {
-                if let Some(key) = funcs.get(&service.name, &f.name) {
-                    exports[key.0 as usize] = component.get_export_index(Some(&instance), &f.name);
+                if let Some(key) = funcs.get(&service.name, &f.name)
+                    && let Some(index) = component.get_export_index(Some(&instance), &f.name)
+                {
+                    let args: Vec<Type> = f.params().into_iter().map(|(_, t)| t).collect();
+                    let shape = shape_for(&args, f.results().first());
+                    exports[key.0 as usize] = Some(Export { index, shape });
                 }
             }
         }
@@ -134,13 +165,19 @@ impl NodeContext {
             },
             _ => return Err(CallError::Unreachable("malformed handle".into())),
         };
+        self.call_node(target, func, Payload::Vals(params.to_vec()))
+            .await
+    }
+
+    /// A courier call to node `target`, which must be one this node was given.
+    pub async fn call_node(&self, target: u32, func: FuncKey, args: Payload) -> Reply {
         if self.allowed.binary_search(&target).is_err() {
             return Err(CallError::Unreachable(format!(
                 "node {} was not given a handle to node id {target}",
                 self.name
             )));
         }
-        self.router.call(target, func, params.to_vec()).await
+        self.router.call(target, func, args).await
     }
 
     fn stop_signal(&self) -> &Arc<StopSignal> {
@@ -151,7 +188,11 @@ impl NodeContext {
 /// A call's outcome as the client function's `result<T, call-error>`.
 fn reply_to_val(reply: Reply) -> Val {
     match reply {
-        Ok(mut values) => Val::Result(Ok(values.pop().map(Box::new))),
+        Ok(Payload::Vals(mut values)) => Val::Result(Ok(values.pop().map(Box::new))),
+        Ok(Payload::Typed(_)) => {
+            let e = CallError::Unreachable("reply of an unexpected type".into());
+            Val::Result(Err(Some(Box::new(e.to_val()))))
+        }
         Err(e) => Val::Result(Err(Some(Box::new(e.to_val())))),
     }
 }
@@ -342,13 +383,21 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
         .await
         .map_err(anyhow::Error::from)
         .context("instantiation failed")?;
-    let funcs: Vec<Option<(Func, usize)>> = component
+    let served: Vec<Option<Served>> = component
         .exports
         .iter()
-        .map(|index| {
-            let func = instance.get_func(&mut store, (*index)?)?;
+        .map(|export| {
+            let export = export.as_ref()?;
+            let func = instance.get_func(&mut store, export.index)?;
             let results = func.ty(&store).results().len();
-            Some((func, results))
+            let typed = export.shape.as_ref().and_then(|shape| {
+                Some((shape.clone(), shape.bind_func(store.as_context(), func)?))
+            });
+            Some(Served {
+                func,
+                results,
+                typed,
+            })
         })
         .collect();
     let run = match (run_enabled, component.run) {
@@ -377,15 +426,11 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
                     let _ = events.send(NodeEvent::RunFinished(id));
                 }
                 while let Poll::Ready(Some(request)) = mailbox.poll_recv(cx) {
-                    let Request {
-                        func,
-                        params,
-                        reply,
-                    } = request;
-                    match funcs.get(func.0 as usize).copied().flatten() {
-                        Some((f, results)) => {
+                    let Request { func, args, reply } = request;
+                    match served.get(func.0 as usize).and_then(Option::as_ref) {
+                        Some(export) => {
                             let slot = lock(&inflight).insert(reply);
-                            calls.push(serve_call(accessor, f, results, params, &inflight, slot));
+                            calls.push(serve_call(accessor, export, args, &inflight, slot));
                         }
                         None => {
                             let (service, function) = node.router.func_name(func);
@@ -428,22 +473,39 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
 /// Serve one incoming call; a trap is answered to the caller and fails the node.
 async fn serve_call(
     accessor: &Accessor<NodeState>,
-    func: Func,
-    result_count: usize,
-    params: Vec<Val>,
+    export: &Served,
+    args: Payload,
     inflight: &Mutex<Slab<oneshot::Sender<Reply>>>,
     slot: usize,
 ) -> Result<()> {
-    let mut results = vec![Val::Bool(false); result_count];
-    let outcome = func.call_concurrent(accessor, &params, &mut results).await;
+    let outcome = match args {
+        Payload::Vals(params) => {
+            let mut results = vec![Val::Bool(false); export.results];
+            export
+                .func
+                .call_concurrent(accessor, &params, &mut results)
+                .await
+                .map(|()| Payload::Vals(results))
+                .map_err(anyhow::Error::from)
+        }
+        Payload::Typed(arg) => match &export.typed {
+            Some((shape, bound)) => shape.serve(accessor, bound, arg).await,
+            None => {
+                let reply = lock(inflight).remove(slot);
+                let _ = reply.send(Err(CallError::Unreachable(
+                    "argument of an unexpected type".into(),
+                )));
+                return Ok(());
+            }
+        },
+    };
     let reply = lock(inflight).remove(slot);
     match outcome {
-        Ok(()) => {
+        Ok(results) => {
             let _ = reply.send(Ok(results));
             Ok(())
         }
         Err(e) => {
-            let e = anyhow::Error::from(e);
             let _ = reply.send(Err(CallError::RemoteTrap(e.root_cause().to_string())));
             Err(e.context("trapped while serving a call"))
         }

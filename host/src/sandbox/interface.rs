@@ -60,7 +60,10 @@ pub struct NodeInterface {
     pub has_run: bool,
     pub services: Vec<ServiceExport>,
     pub clients: Vec<ClientImport>,
-    /// Imports that are neither lp:node, WASI nor clients.
+    /// Imported interfaces that hold only types (e.g. a service interface a
+    /// client `use`s a record from); the host provides them empty.
+    pub type_imports: Vec<String>,
+    /// Imports that are neither lp:node, WASI, clients nor type-only.
     pub unknown_imports: Vec<String>,
 }
 
@@ -102,6 +105,9 @@ pub fn inspect(engine: &Engine, component: &Component) -> NodeInterface {
                     functions: functions(engine, &instance),
                 });
             }
+            (ComponentItem::ComponentInstance(instance), None) if only_types(engine, &instance) => {
+                node.type_imports.push(name.to_string());
+            }
             _ => node.unknown_imports.push(name.to_string()),
         }
     }
@@ -122,6 +128,13 @@ fn functions(
             _ => None,
         })
         .collect()
+}
+
+/// Whether an instance exports nothing but (non-resource) types.
+fn only_types(engine: &Engine, instance: &wasmtime::component::types::ComponentInstance) -> bool {
+    instance
+        .exports(engine)
+        .all(|(_, item)| matches!(item.ty, ComponentItem::Type(_)))
 }
 
 /// `pkg/iface-client@v` → `pkg/iface@v`; `None` if not a client name.

@@ -9,6 +9,7 @@ lp_guest::generate!({
 lp_guest::client! {
     pub struct Faulty => blocking lp::test::faulty_blocking_client {
         fn echo(s: &str) -> String;
+        fn join(label: &str, parts: &[u32]) -> lp::test::faulty::Labelled;
     }
 }
 
@@ -24,7 +25,8 @@ impl exports::lp::node::blocking_lifecycle::Guest for Blocking {
         let args: Args = lp_guest::args().expect("blocking args");
         let first = args.target.echo("one");
         let second = args.target.echo("two");
-        lp_guest::info!("outcome: {first:?} {second:?}");
+        let joined = args.target.join("sum", &[1, 2, 39]);
+        lp_guest::info!("outcome: {first:?} {second:?} {joined:?}");
         lp_guest::stop();
     }
 }

@@ -57,6 +57,18 @@ impl exports::lp::test::faulty::Guest for Faulty {
     fn echo(s: String) -> String {
         s
     }
+
+    fn reverse(mut data: Vec<u8>) -> Vec<u8> {
+        data.reverse();
+        data
+    }
+
+    fn join(label: String, parts: Vec<u32>) -> exports::lp::test::faulty::Labelled {
+        exports::lp::test::faulty::Labelled {
+            label,
+            total: parts.iter().map(|&p| p as u64).sum(),
+        }
+    }
 }
 
 export!(Faulty);

@@ -14,6 +14,8 @@ lp_guest::client! {
         fn slow(ms: u64) -> u64;
         fn boom() -> u32;
         fn echo(s: String) -> String;
+        fn reverse(data: Vec<u8>) -> Vec<u8>;
+        fn join(label: String, parts: Vec<u32>) -> lp::test::faulty::Labelled;
     }
 }
 
@@ -40,6 +42,8 @@ impl exports::lp::node::lifecycle::Guest for Prober {
         let args: Args = lp_guest::args().expect("prober args");
         let outcome = match args.mode.as_str() {
             "echo" => describe(args.target.echo("hi".to_string()).await),
+            "bytes" => describe(args.target.reverse(vec![1, 2, 3]).await),
+            "dynamic" => describe(args.target.join("sum".to_string(), vec![1, 2, 39]).await),
             "timeout" => describe(args.target.slow(5_000).await),
             "remote-trap" => describe(args.target.boom().await),
             // A handle this node was never given.

@@ -1,0 +1,327 @@
+//! Typed calls for common shapes. Through wasmtime's dynamic API a
+//! `list<u8>` is one `Val` per byte, converted, checked and copied element by
+//! element on both sides of a call. When a courier function takes at most
+//! one argument and returns at most one value, each of a common type
+//! (u32, u64, f64, string, list<u8>, list<f32>), the host links the client
+//! import and calls the export with wasmtime's typed API instead, and the
+//! value crosses as the Rust value itself (`Payload::Typed`): lists are
+//! copied in bulk. Every other shape takes the dynamic path.
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Result;
+use wasmtime::component::types::Type;
+use wasmtime::component::{
+    Accessor, ComponentNamedList, ComponentType, Func, Lift, LinkerInstance, Lower, TypedFunc,
+};
+
+use super::node::{NodeContext, NodeState};
+use crate::courier::{CallError, FuncKey, Payload, Reply};
+
+/// `lp:node/types.handle`, as the typed path lifts it.
+#[derive(ComponentType, Lift, Lower, Clone, Copy)]
+#[component(record)]
+struct Handle {
+    node: u32,
+}
+
+/// `lp:node/types.call-error`, as the typed path lowers it.
+#[derive(ComponentType, Lift, Lower)]
+#[component(variant)]
+enum WitCallError {
+    #[component(name = "unreachable")]
+    Unreachable(String),
+    #[component(name = "timeout")]
+    Timeout,
+    #[component(name = "remote-trap")]
+    RemoteTrap(String),
+    #[component(name = "stopping")]
+    Stopping,
+}
+
+impl From<CallError> for WitCallError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unreachable(why) => WitCallError::Unreachable(why),
+            CallError::Timeout => WitCallError::Timeout,
+            CallError::RemoteTrap(msg) => WitCallError::RemoteTrap(msg),
+            CallError::Stopping => WitCallError::Stopping,
+        }
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A node's export bound to its typed signature.
+pub type Bound = Box<dyn Any + Send + Sync>;
+
+/// One typed call shape.
+pub trait Shape: Send + Sync {
+    /// Define client function `name` (calling `key`) in `instance`.
+    fn link(
+        &self,
+        instance: &mut LinkerInstance<'_, NodeState>,
+        name: &str,
+        key: FuncKey,
+        blocking: bool,
+    ) -> Result<()>;
+    /// Bind the export `func` to this shape, if its type fits.
+    fn bind_func(&self, store: wasmtime::StoreContext<'_, NodeState>, func: Func) -> Option<Bound>;
+    /// Serve one typed call on a bound export.
+    fn serve<'a>(
+        &self,
+        accessor: &'a Accessor<NodeState>,
+        bound: &'a Bound,
+        args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Payload>>;
+}
+
+/// What a function may return on the typed path: nothing, or one value.
+pub trait Output: Send + Sync + 'static + Sized {
+    /// The export's results tuple.
+    type Results: ComponentNamedList + Lift + Lower + Send + Sync + 'static;
+    /// The client's `result<T, call-error>` ok type.
+    type Ok: ComponentType + Lift + Lower + Send + Sync + 'static;
+    fn from_results(results: Self::Results) -> Self::Ok;
+}
+
+impl Output for () {
+    type Results = ();
+    type Ok = ();
+    fn from_results(_: ()) {}
+}
+
+macro_rules! output {
+    ($($t:ty),*) => {$(
+        impl Output for $t {
+            type Results = ($t,);
+            type Ok = $t;
+            fn from_results(results: ($t,)) -> $t {
+                results.0
+            }
+        }
+    )*};
+}
+output!(u32, u64, f64, String, Vec<u8>, Vec<f32>);
+
+/// Turn a reply into what the client function returns.
+fn client_result<R: Output>(reply: Reply) -> (Result<R::Ok, WitCallError>,) {
+    (match reply {
+        Ok(Payload::Typed(value)) => match value.downcast::<R::Ok>() {
+            Ok(v) => Ok(*v),
+            Err(_) => Err(WitCallError::Unreachable(
+                "reply of an unexpected type".into(),
+            )),
+        },
+        Ok(Payload::Vals(_)) => Err(WitCallError::Unreachable(
+            "reply of an unexpected type".into(),
+        )),
+        Err(e) => Err(e.into()),
+    },)
+}
+
+async fn call(
+    node: Arc<NodeContext>,
+    handle: Handle,
+    key: FuncKey,
+    args: Box<dyn Any + Send>,
+) -> Reply {
+    node.call_node(handle.node, key, Payload::Typed(args)).await
+}
+
+/// `f(arg: P) -> R`.
+pub struct One<P, R>(PhantomData<fn(P) -> R>);
+
+impl<P, R> Shape for One<P, R>
+where
+    P: ComponentType + Lift + Lower + Send + Sync + 'static,
+    R: Output,
+{
+    fn link(
+        &self,
+        instance: &mut LinkerInstance<'_, NodeState>,
+        name: &str,
+        key: FuncKey,
+        blocking: bool,
+    ) -> Result<()> {
+        if blocking {
+            instance.func_wrap_async(name, move |store, (handle, arg): (Handle, P)| {
+                let node = store.data().node.clone();
+                Box::new(async move {
+                    Ok(client_result::<R>(
+                        call(node, handle, key, Box::new(arg)).await,
+                    ))
+                })
+            })?;
+        } else {
+            instance.func_wrap_concurrent(name, move |accessor, (handle, arg): (Handle, P)| {
+                let node = accessor.with(|mut access| access.data_mut().node.clone());
+                Box::pin(async move {
+                    Ok(client_result::<R>(
+                        call(node, handle, key, Box::new(arg)).await,
+                    ))
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    fn bind_func(&self, store: wasmtime::StoreContext<'_, NodeState>, func: Func) -> Option<Bound> {
+        let typed: TypedFunc<(P,), R::Results> = func.typed(store).ok()?;
+        Some(Box::new(typed))
+    }
+
+    fn serve<'a>(
+        &self,
+        accessor: &'a Accessor<NodeState>,
+        bound: &'a Bound,
+        args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Payload>> {
+        Box::pin(async move {
+            let func = *bound
+                .downcast_ref::<TypedFunc<(P,), R::Results>>()
+                .ok_or_else(|| anyhow::anyhow!("typed call on a mismatched export"))?;
+            let arg = *args
+                .downcast::<P>()
+                .map_err(|_| anyhow::anyhow!("typed call with a mismatched argument"))?;
+            let results = func.call_concurrent(accessor, (arg,)).await?;
+            Ok(Payload::Typed(Box::new(R::from_results(results))))
+        })
+    }
+}
+
+/// `f() -> R`.
+pub struct Zero<R>(PhantomData<fn() -> R>);
+
+impl<R: Output> Shape for Zero<R> {
+    fn link(
+        &self,
+        instance: &mut LinkerInstance<'_, NodeState>,
+        name: &str,
+        key: FuncKey,
+        blocking: bool,
+    ) -> Result<()> {
+        if blocking {
+            instance.func_wrap_async(name, move |store, (handle,): (Handle,)| {
+                let node = store.data().node.clone();
+                Box::new(async move {
+                    Ok(client_result::<R>(
+                        call(node, handle, key, Box::new(())).await,
+                    ))
+                })
+            })?;
+        } else {
+            instance.func_wrap_concurrent(name, move |accessor, (handle,): (Handle,)| {
+                let node = accessor.with(|mut access| access.data_mut().node.clone());
+                Box::pin(async move {
+                    Ok(client_result::<R>(
+                        call(node, handle, key, Box::new(())).await,
+                    ))
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    fn bind_func(&self, store: wasmtime::StoreContext<'_, NodeState>, func: Func) -> Option<Bound> {
+        let typed: TypedFunc<(), R::Results> = func.typed(store).ok()?;
+        Some(Box::new(typed))
+    }
+
+    fn serve<'a>(
+        &self,
+        accessor: &'a Accessor<NodeState>,
+        bound: &'a Bound,
+        _args: Box<dyn Any + Send>,
+    ) -> BoxFuture<'a, Result<Payload>> {
+        Box::pin(async move {
+            let func = *bound
+                .downcast_ref::<TypedFunc<(), R::Results>>()
+                .ok_or_else(|| anyhow::anyhow!("typed call on a mismatched export"))?;
+            let results = func.call_concurrent(accessor, ()).await?;
+            Ok(Payload::Typed(Box::new(R::from_results(results))))
+        })
+    }
+}
+
+/// The value kinds the typed path carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    U32,
+    U64,
+    F64,
+    Str,
+    Bytes,
+    F32s,
+}
+
+fn kind(ty: &Type) -> Option<Kind> {
+    Some(match ty {
+        Type::U32 => Kind::U32,
+        Type::U64 => Kind::U64,
+        Type::Float64 => Kind::F64,
+        Type::String => Kind::Str,
+        Type::List(l) => match l.ty() {
+            Type::U8 => Kind::Bytes,
+            Type::Float32 => Kind::F32s,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The typed shape for a function with these argument types (after the
+/// handle) and result type, if there is one.
+pub fn shape_for(args: &[Type], result: Option<&Type>) -> Option<Arc<dyn Shape>> {
+    let result = match result {
+        None => None,
+        Some(t) => Some(kind(t)?),
+    };
+    macro_rules! by_result {
+        ($make:ident) => {
+            match result {
+                None => $make!(()),
+                Some(Kind::U32) => $make!(u32),
+                Some(Kind::U64) => $make!(u64),
+                Some(Kind::F64) => $make!(f64),
+                Some(Kind::Str) => $make!(String),
+                Some(Kind::Bytes) => $make!(Vec<u8>),
+                Some(Kind::F32s) => $make!(Vec<f32>),
+            }
+        };
+    }
+    match args {
+        [] => {
+            macro_rules! zero {
+                ($r:ty) => {
+                    Some(Arc::new(Zero::<$r>(PhantomData)) as Arc<dyn Shape>)
+                };
+            }
+            by_result!(zero)
+        }
+        [arg] => {
+            macro_rules! one {
+                ($p:ty) => {{
+                    macro_rules! with_arg {
+                        ($r:ty) => {
+                            Some(Arc::new(One::<$p, $r>(PhantomData)) as Arc<dyn Shape>)
+                        };
+                    }
+                    by_result!(with_arg)
+                }};
+            }
+            match kind(arg)? {
+                Kind::U32 => one!(u32),
+                Kind::U64 => one!(u64),
+                Kind::F64 => one!(f64),
+                Kind::Str => one!(String),
+                Kind::Bytes => one!(Vec<u8>),
+                Kind::F32s => one!(Vec<f32>),
+            }
+        }
+        _ => None,
+    }
+}
