@@ -72,13 +72,10 @@ fn a_forged_handle_is_unreachable() {
 
 #[test]
 fn futures_fan_out_runs_calls_concurrently() {
-    let started = std::time::Instant::now();
     let (outcome, line) = outcome_of("fan-out", &[]);
     assert!(outcome.success(), "{outcome:?}");
-    assert_eq!(line, "outcome: ok 50,ok 51,ok 52,ok 53");
-    // Four 50 ms calls in parallel, not 200 ms in a row (generous bound:
-    // this checks concurrency, not speed).
-    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // All four calls were in flight in the service at once.
+    assert_eq!(line, "outcome: ok 50,ok 51,ok 52,ok 53 peak ok 4");
 }
 
 #[test]

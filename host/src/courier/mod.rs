@@ -3,6 +3,7 @@
 //! it to the target's mailbox and the reply comes back on a oneshot channel.
 //! Errors reach the caller as a typed [`CallError`], never as a caller trap.
 
+pub mod codec;
 mod typecheck;
 
 use std::any::Any;

@@ -7,7 +7,11 @@ lp_guest::generate!({
     path: ["../../../wit", "../wit"],
 });
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+static PEAK: AtomicU32 = AtomicU32::new(0);
 
 #[derive(serde::Deserialize, Default)]
 struct Args {
@@ -46,8 +50,15 @@ fn trap_here() -> ! {
 
 impl exports::lp::test::faulty::Guest for Faulty {
     async fn slow(ms: u64) -> u64 {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK.fetch_max(now, Ordering::SeqCst);
         lp_guest::wait_for_stop(Some(Duration::from_millis(ms))).await;
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         ms
+    }
+
+    fn peak_in_flight() -> u32 {
+        PEAK.load(Ordering::SeqCst)
     }
 
     fn boom() -> u32 {

@@ -12,6 +12,7 @@ use lp_guest::{CallError, Handle};
 lp_guest::client! {
     pub struct Faulty => lp::test::faulty_client {
         fn slow(ms: u64) -> u64;
+        fn peak_in_flight() -> u32;
         fn boom() -> u32;
         fn echo(s: String) -> String;
         fn reverse(data: Vec<u8>) -> Vec<u8>;
@@ -60,7 +61,8 @@ impl exports::lp::node::lifecycle::Guest for Prober {
                     .into_iter()
                     .map(describe)
                     .collect();
-                results.join(",")
+                let peak = describe(args.target.peak_in_flight().await);
+                format!("{} peak {peak}", results.join(","))
             }
             other => format!("unknown mode {other}"),
         };
