@@ -32,6 +32,12 @@ enum Command {
     Run(RunArgs),
     /// Measure courier calls and startup on the consumer_producers shape.
     Bench(crate::bench::BenchArgs),
+    /// Internal: a local_mp worker process.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        spec: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -64,6 +70,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Bench(args) => crate::bench::main(args),
+        Command::Worker { spec } => crate::launch::worker::main(&spec),
     }
 }
 
@@ -102,6 +109,9 @@ fn run(args: RunArgs) -> i32 {
         };
         let running = match args.launch {
             LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
+            LaunchType::LocalMp => {
+                launch::local_mp::launch(&plan, options, args.cache_dir.clone())?
+            }
         };
         let handle = running.handle();
         if let Err(e) = ctrlc::set_handler(move || handle.interrupt()) {

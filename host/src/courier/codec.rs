@@ -14,7 +14,7 @@ use wasmtime::component::types::Type;
 /// Why bytes did not decode (or a value could not be encoded).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct CodecError(String);
+pub struct CodecError(pub String);
 
 fn err<T>(message: impl Into<String>) -> Result<T, CodecError> {
     Err(CodecError(message.into()))
@@ -254,7 +254,7 @@ fn decode_at(input: &mut &[u8], ty: &Type, depth: usize) -> Result<Val, CodecErr
     })
 }
 
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
+pub(crate) fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
     if input.len() < n {
         return err(format!(
             "input ends early: wanted {n} more bytes, {} left",
@@ -266,7 +266,7 @@ fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
     Ok(head)
 }
 
-fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -282,7 +282,7 @@ fn put_signed(out: &mut Vec<u8>, v: i64) {
     put_unsigned(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn get_unsigned(input: &mut &[u8]) -> Result<u64, CodecError> {
+pub(crate) fn get_unsigned(input: &mut &[u8]) -> Result<u64, CodecError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = take(input, 1)?[0];
@@ -304,7 +304,7 @@ fn get_signed(input: &mut &[u8]) -> Result<i64, CodecError> {
 }
 
 /// A length: no larger than what could follow.
-fn get_len(input: &mut &[u8]) -> Result<usize, CodecError> {
+pub(crate) fn get_len(input: &mut &[u8]) -> Result<usize, CodecError> {
     let len = get_unsigned(input)?;
     usize::try_from(len).map_err(|_| CodecError(format!("length {len} too large")))
 }

@@ -4,6 +4,7 @@
 //! Errors reach the caller as a typed [`CallError`], never as a caller trap.
 
 pub mod codec;
+pub mod grpc;
 mod typecheck;
 
 use std::any::Any;
@@ -13,6 +14,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Val;
+use wasmtime::component::types::Type;
+
+use codec::CodecError;
 
 use crate::stop::StopSignal;
 pub use typecheck::{check_client_shape, check_edge, describe};
@@ -70,23 +74,130 @@ pub type Reply = Result<Payload, CallError>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FuncKey(pub u32);
 
-/// Interns (service, function) names as [`FuncKey`]s.
-#[derive(Default, Debug)]
+/// How a function's values cross a process boundary: the argument types
+/// (after the handle) and result type, and its typed-shape encoding if it
+/// has one.
+#[derive(Clone)]
+pub struct Signature {
+    pub args: Vec<Type>,
+    pub result: Option<Type>,
+    pub typed: Option<Arc<dyn TypedWire>>,
+}
+
+/// Encodes the typed-shape payloads of one function.
+pub trait TypedWire: Send + Sync {
+    fn encode_args(&self, args: &(dyn Any + Send), out: &mut Vec<u8>) -> Result<(), CodecError>;
+    fn decode_args(&self, input: &mut &[u8]) -> Result<Box<dyn Any + Send>, CodecError>;
+    fn encode_result(&self, result: &(dyn Any + Send), out: &mut Vec<u8>)
+    -> Result<(), CodecError>;
+    fn decode_result(&self, input: &mut &[u8]) -> Result<Box<dyn Any + Send>, CodecError>;
+}
+
+impl Signature {
+    fn typed(&self) -> Result<&dyn TypedWire, CodecError> {
+        self.typed
+            .as_deref()
+            .ok_or_else(|| CodecError("this function has no typed encoding".into()))
+    }
+
+    /// The arguments as bytes, and whether they are the typed encoding.
+    pub fn encode_args(&self, args: &Payload) -> Result<(Vec<u8>, bool), CodecError> {
+        let mut out = Vec::new();
+        match args {
+            Payload::Vals(vals) => {
+                if vals.len() != self.args.len() {
+                    return Err(CodecError(format!(
+                        "{} arguments for {}",
+                        vals.len(),
+                        self.args.len()
+                    )));
+                }
+                for (val, ty) in vals.iter().zip(&self.args) {
+                    codec::encode(val, ty, &mut out)?;
+                }
+                Ok((out, false))
+            }
+            Payload::Typed(value) => {
+                self.typed()?.encode_args(value.as_ref(), &mut out)?;
+                Ok((out, true))
+            }
+        }
+    }
+
+    pub fn decode_args(&self, mut bytes: &[u8], typed: bool) -> Result<Payload, CodecError> {
+        let payload = if typed {
+            Payload::Typed(self.typed()?.decode_args(&mut bytes)?)
+        } else {
+            Payload::Vals(
+                self.args
+                    .iter()
+                    .map(|ty| codec::decode(&mut bytes, ty))
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+        end(bytes)?;
+        Ok(payload)
+    }
+
+    pub fn encode_results(&self, results: &Payload) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::new();
+        match results {
+            Payload::Vals(vals) => {
+                if let (Some(ty), Some(val)) = (&self.result, vals.first()) {
+                    codec::encode(val, ty, &mut out)?;
+                }
+            }
+            Payload::Typed(value) => self.typed()?.encode_result(value.as_ref(), &mut out)?,
+        }
+        Ok(out)
+    }
+
+    pub fn decode_results(&self, mut bytes: &[u8], typed: bool) -> Result<Payload, CodecError> {
+        let payload = if typed {
+            Payload::Typed(self.typed()?.decode_result(&mut bytes)?)
+        } else {
+            Payload::Vals(match &self.result {
+                Some(ty) => vec![codec::decode(&mut bytes, ty)?],
+                None => Vec::new(),
+            })
+        };
+        end(bytes)?;
+        Ok(payload)
+    }
+}
+
+fn end(rest: &[u8]) -> Result<(), CodecError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(CodecError(format!("{} bytes left over", rest.len())))
+    }
+}
+
+/// Interns (service, function) names as [`FuncKey`]s, with their signatures.
+#[derive(Default)]
 pub struct FuncTable {
     names: Vec<(String, String)>,
+    signatures: Vec<Signature>,
     keys: HashMap<(String, String), FuncKey>,
 }
 
 impl FuncTable {
-    pub fn intern(&mut self, service: &str, function: &str) -> FuncKey {
+    /// The key of `service.function`; the first signature given is kept.
+    pub fn intern(&mut self, service: &str, function: &str, signature: Signature) -> FuncKey {
         let name = (service.to_string(), function.to_string());
         if let Some(&k) = self.keys.get(&name) {
             return k;
         }
         let key = FuncKey(self.names.len() as u32);
         self.names.push(name.clone());
+        self.signatures.push(signature);
         self.keys.insert(name, key);
         key
+    }
+
+    pub fn signature(&self, key: FuncKey) -> &Signature {
+        &self.signatures[key.0 as usize]
     }
 
     pub fn get(&self, service: &str, function: &str) -> Option<FuncKey> {
@@ -123,6 +234,16 @@ pub type Mailbox = mpsc::UnboundedReceiver<Request>;
 enum Route {
     /// A node in this process.
     Local(mpsc::UnboundedSender<Request>),
+    /// A node in another process.
+    Remote(Arc<grpc::Remote>),
+}
+
+/// Where a node runs, as seen from this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Local,
+    /// In the process serving this Unix socket.
+    Remote(std::path::PathBuf),
 }
 
 /// Delivers calls to nodes by id.
@@ -142,11 +263,40 @@ impl Router {
         stop: Arc<StopSignal>,
         call_timeout: Option<Duration>,
     ) -> (Router, Vec<Mailbox>) {
-        let (routes, mailboxes) = names
+        let placements = vec![Placement::Local; names.len()];
+        let (router, mailboxes) = Router::new(names, &placements, funcs, stop, call_timeout);
+        (
+            router,
+            mailboxes
+                .into_iter()
+                .map(|m| m.expect("every node is local"))
+                .collect(),
+        )
+    }
+
+    /// A router for nodes placed as `placements` says; the mailbox of each
+    /// local node (`None` for remote ones).
+    pub fn new(
+        names: Vec<String>,
+        placements: &[Placement],
+        funcs: Arc<FuncTable>,
+        stop: Arc<StopSignal>,
+        call_timeout: Option<Duration>,
+    ) -> (Router, Vec<Option<Mailbox>>) {
+        let mut remotes: HashMap<&std::path::Path, Arc<grpc::Remote>> = HashMap::new();
+        let (routes, mailboxes) = placements
             .iter()
-            .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Route::Local(tx), rx)
+            .map(|placement| match placement {
+                Placement::Local => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    (Route::Local(tx), Some(rx))
+                }
+                Placement::Remote(socket) => {
+                    let remote = remotes
+                        .entry(socket)
+                        .or_insert_with(|| Arc::new(grpc::Remote::new(socket)));
+                    (Route::Remote(remote.clone()), None)
+                }
             })
             .unzip();
         (
@@ -159,6 +309,10 @@ impl Router {
             },
             mailboxes,
         )
+    }
+
+    pub fn signature(&self, key: FuncKey) -> &Signature {
+        self.funcs.signature(key)
     }
 
     pub fn name(&self, node: u32) -> &str {
@@ -179,21 +333,27 @@ impl Router {
         let Some(route) = self.routes.get(target as usize) else {
             return Err(CallError::Unreachable(format!("no node has id {target}")));
         };
-        let (reply, rx) = oneshot::channel();
-        let sent = match route {
-            Route::Local(tx) => tx.send(Request { func, args, reply }).is_ok(),
-        };
-        if !sent {
-            return Err(self.gone(target));
+        match self.call_timeout {
+            None => self.deliver(route, target, func, args).await,
+            Some(deadline) => {
+                tokio::time::timeout(deadline, self.deliver(route, target, func, args))
+                    .await
+                    .unwrap_or(Err(CallError::Timeout))
+            }
         }
-        let outcome = match self.call_timeout {
-            None => rx.await,
-            Some(deadline) => match tokio::time::timeout(deadline, rx).await {
-                Ok(r) => r,
-                Err(_) => return Err(CallError::Timeout),
-            },
-        };
-        outcome.unwrap_or_else(|_| Err(self.gone(target)))
+    }
+
+    async fn deliver(&self, route: &Route, target: u32, func: FuncKey, args: Payload) -> Reply {
+        match route {
+            Route::Local(tx) => {
+                let (reply, rx) = oneshot::channel();
+                if tx.send(Request { func, args, reply }).is_err() {
+                    return Err(self.gone(target));
+                }
+                rx.await.unwrap_or_else(|_| Err(self.gone(target)))
+            }
+            Route::Remote(remote) => remote.call(self, target, func, args).await,
+        }
     }
 
     /// The error for a target that is no longer taking calls.

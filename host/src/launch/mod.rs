@@ -2,11 +2,14 @@
 //! in this process; the other launch types will sit beside it, sharing the
 //! plan and the node runtime.
 
+pub mod local_mp;
 pub mod local_mt;
 pub mod node;
 mod plan;
 mod pool;
+mod supervisor;
 mod typed;
+pub mod worker;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +34,9 @@ pub enum LaunchType {
     /// Every node on its own thread in this process.
     #[value(name = "local_mt")]
     LocalMt,
+    /// Every node (or colocation group) in a process of its own.
+    #[value(name = "local_mp")]
+    LocalMp,
 }
 
 /// Settings of one launch.

@@ -317,6 +317,7 @@ pub enum NodeEvent {
 }
 
 /// Signals from the launcher to every node thread.
+#[derive(Default)]
 pub struct Control {
     /// Leave the serve loop (the program has ended).
     pub shutdown: StopSignal,

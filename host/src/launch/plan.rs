@@ -9,7 +9,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 
 use crate::builder::build_node_crate;
-use crate::courier::{FuncTable, check_client_shape, check_edge};
+use wasmtime::component::types::Type;
+
+use super::typed::shape_for;
+use crate::courier::{FuncTable, Signature, TypedWire, check_client_shape, check_edge};
 use crate::launch::node::PreparedComponent;
 use crate::program::{ComponentSource, Program};
 use crate::sandbox::{Sandbox, inspect};
@@ -84,7 +87,7 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
     for (_, interface) in &loaded {
         for client in &interface.clients {
             for f in &client.functions {
-                funcs.intern(&client.service, &f.name);
+                funcs.intern(&client.service, &f.name, signature_of(f));
             }
         }
     }
@@ -101,4 +104,21 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
         components,
         files,
     })
+}
+
+/// How a client function's values cross processes: its arguments after the
+/// handle, the ok type of its `result<T, call-error>`, its typed shape.
+fn signature_of(f: &crate::sandbox::Function) -> Signature {
+    let args: Vec<Type> = f.params().into_iter().skip(1).map(|(_, t)| t).collect();
+    let result = match f.results().first() {
+        Some(Type::Result(r)) => r.ok(),
+        _ => None,
+    };
+    let typed =
+        shape_for(&args, result.as_ref()).map(|shape| shape as std::sync::Arc<dyn TypedWire>);
+    Signature {
+        args,
+        result,
+        typed,
+    }
 }

@@ -20,7 +20,8 @@ use wasmtime::component::{
 };
 
 use super::node::{NodeContext, NodeState};
-use crate::courier::{CallError, FuncKey, Payload, Reply};
+use crate::courier::codec::{CodecError, get_len, get_unsigned, put_unsigned, take};
+use crate::courier::{CallError, FuncKey, Payload, Reply, TypedWire};
 
 /// `lp:node/types.handle`, as the typed path lifts it.
 #[derive(ComponentType, Lift, Lower, Clone, Copy)]
@@ -59,7 +60,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type Bound = Box<dyn Any + Send + Sync>;
 
 /// One typed call shape.
-pub trait Shape: Send + Sync {
+pub trait Shape: TypedWire {
     /// Define client function `name` (calling `key`) in `instance`.
     fn link(
         &self,
@@ -84,8 +85,143 @@ pub trait Output: Send + Sync + 'static + Sized {
     /// The export's results tuple.
     type Results: ComponentNamedList + Lift + Lower + Send + Sync + 'static;
     /// The client's `result<T, call-error>` ok type.
-    type Ok: ComponentType + Lift + Lower + Send + Sync + 'static;
+    type Ok: ComponentType + Lift + Lower + Wire + Send + Sync + 'static;
     fn from_results(results: Self::Results) -> Self::Ok;
+}
+
+/// How a typed-shape value is written between processes.
+pub trait Wire: Sized + Send + 'static {
+    fn put(&self, out: &mut Vec<u8>);
+    fn get(input: &mut &[u8]) -> Result<Self, CodecError>;
+}
+
+impl Wire for () {
+    fn put(&self, _: &mut Vec<u8>) {}
+    fn get(_: &mut &[u8]) -> Result<(), CodecError> {
+        Ok(())
+    }
+}
+
+impl Wire for u32 {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_unsigned(out, *self as u64);
+    }
+    fn get(input: &mut &[u8]) -> Result<u32, CodecError> {
+        u32::try_from(get_unsigned(input)?).map_err(|_| CodecError("u32 out of range".into()))
+    }
+}
+
+impl Wire for u64 {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_unsigned(out, *self);
+    }
+    fn get(input: &mut &[u8]) -> Result<u64, CodecError> {
+        get_unsigned(input)
+    }
+}
+
+impl Wire for f64 {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(input: &mut &[u8]) -> Result<f64, CodecError> {
+        Ok(f64::from_le_bytes(
+            take(input, 8)?.try_into().expect("8 bytes"),
+        ))
+    }
+}
+
+impl Wire for Vec<u8> {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_unsigned(out, self.len() as u64);
+        out.extend_from_slice(self);
+    }
+    fn get(input: &mut &[u8]) -> Result<Vec<u8>, CodecError> {
+        let len = get_len(input)?;
+        Ok(take(input, len)?.to_vec())
+    }
+}
+
+impl Wire for String {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_unsigned(out, self.len() as u64);
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn get(input: &mut &[u8]) -> Result<String, CodecError> {
+        String::from_utf8(Vec::<u8>::get(input)?)
+            .map_err(|_| CodecError("string is not UTF-8".into()))
+    }
+}
+
+impl Wire for Vec<f32> {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_unsigned(out, self.len() as u64);
+        for v in self {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    fn get(input: &mut &[u8]) -> Result<Vec<f32>, CodecError> {
+        let len = get_len(input)?;
+        let bytes = take(
+            input,
+            len.checked_mul(4)
+                .ok_or_else(|| CodecError("list too long".into()))?,
+        )?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect())
+    }
+}
+
+fn put_any<T: Wire>(value: &(dyn Any + Send), out: &mut Vec<u8>) -> Result<(), CodecError> {
+    value
+        .downcast_ref::<T>()
+        .ok_or_else(|| CodecError("value of an unexpected type".into()))?
+        .put(out);
+    Ok(())
+}
+
+fn get_any<T: Wire>(input: &mut &[u8]) -> Result<Box<dyn Any + Send>, CodecError> {
+    Ok(Box::new(T::get(input)?))
+}
+
+impl<P: Wire, R: Output> TypedWire for One<P, R> {
+    fn encode_args(&self, args: &(dyn Any + Send), out: &mut Vec<u8>) -> Result<(), CodecError> {
+        put_any::<P>(args, out)
+    }
+    fn decode_args(&self, input: &mut &[u8]) -> Result<Box<dyn Any + Send>, CodecError> {
+        get_any::<P>(input)
+    }
+    fn encode_result(
+        &self,
+        result: &(dyn Any + Send),
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        put_any::<R::Ok>(result, out)
+    }
+    fn decode_result(&self, input: &mut &[u8]) -> Result<Box<dyn Any + Send>, CodecError> {
+        get_any::<R::Ok>(input)
+    }
+}
+
+impl<R: Output> TypedWire for Zero<R> {
+    fn encode_args(&self, args: &(dyn Any + Send), out: &mut Vec<u8>) -> Result<(), CodecError> {
+        put_any::<()>(args, out)
+    }
+    fn decode_args(&self, input: &mut &[u8]) -> Result<Box<dyn Any + Send>, CodecError> {
+        get_any::<()>(input)
+    }
+    fn encode_result(
+        &self,
+        result: &(dyn Any + Send),
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        put_any::<R::Ok>(result, out)
+    }
+    fn decode_result(&self, input: &mut &[u8]) -> Result<Box<dyn Any + Send>, CodecError> {
+        get_any::<R::Ok>(input)
+    }
 }
 
 impl Output for () {
@@ -137,7 +273,7 @@ pub struct One<P, R>(PhantomData<fn(P) -> R>);
 
 impl<P, R> Shape for One<P, R>
 where
-    P: ComponentType + Lift + Lower + Send + Sync + 'static,
+    P: ComponentType + Lift + Lower + Wire + Send + Sync + 'static,
     R: Output,
 {
     fn link(

@@ -38,6 +38,9 @@ pub(super) struct RawNode {
     pub group: Option<Spanned<String>>,
     #[serde(default)]
     pub replicas: Option<Spanned<i64>>,
+    /// Nodes with the same `colocate` name share one process under local_mp.
+    #[serde(default)]
+    pub colocate: Option<Spanned<String>>,
     #[serde(default)]
     pub args: BTreeMap<String, Spanned<toml::Value>>,
 }
@@ -64,6 +67,7 @@ pub(super) struct Entry {
     pub component: Located<String>,
     pub group: Option<Located<String>>,
     pub replicas: Option<Located<i64>>,
+    pub colocate: Option<Located<String>>,
     pub args: BTreeMap<String, Located<toml::Value>>,
 }
 
@@ -135,12 +139,14 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     let (components, component_of_entry) = resolve_components(&cx, &entries)?;
     let mut nodes = expand(&cx, &entries, &component_of_entry)?;
     resolve_args(&cx, &entries, &mut nodes)?;
+    let overrides = overrides.iter().map(|o| o.text.clone()).collect();
     Ok(Program {
         name,
         file: path.to_path_buf(),
         call_timeout,
         components,
         nodes,
+        overrides,
     })
 }
 
@@ -151,6 +157,7 @@ impl From<RawNode> for Entry {
             component: raw.component.into(),
             group: raw.group.map(Into::into),
             replicas: raw.replicas.map(Into::into),
+            colocate: raw.colocate.map(Into::into),
             args: raw.args.into_iter().map(|(k, v)| (k, v.into())).collect(),
         }
     }
@@ -262,6 +269,9 @@ fn expand(
         if let Some(group) = &entry.group {
             check_name(cx, group, "group")?;
         }
+        if let Some(colocate) = &entry.colocate {
+            check_name(cx, colocate, "colocation group")?;
+        }
         let replicas = match &entry.replicas {
             None => 1,
             Some(r) if (1..=100_000).contains(&r.value) => r.value as u32,
@@ -291,6 +301,7 @@ fn expand(
                 args: serde_json::Value::Null,
                 edges: Vec::new(),
                 run_enabled: true,
+                colocate: entry.colocate.as_ref().map(|c| c.value.clone()),
             });
         }
     }

@@ -32,6 +32,9 @@ pub struct Program {
     pub components: Vec<ComponentSource>,
     /// Every node instance; a node's id is its index here.
     pub nodes: Vec<NodeSpec>,
+    /// The `--set` overrides applied, as given (worker processes load the
+    /// same program with them).
+    pub overrides: Vec<String>,
 }
 
 /// Where a node's component comes from.
@@ -63,6 +66,9 @@ pub struct NodeSpec {
     pub edges: Vec<Edge>,
     /// Whether the host calls the node's `run` export (tests may disable it).
     pub run_enabled: bool,
+    /// Nodes with the same colocation name share one process under local_mp;
+    /// a node without one gets a process of its own.
+    pub colocate: Option<String>,
 }
 
 /// A handle given to a node: the target, and the arg that carried it.

@@ -63,7 +63,7 @@ impl Override {
     ) -> Result<OverrideTarget, Diagnostic> {
         let origin = Origin::Override(self.text.clone());
         let bad = |message: String, help: &str| Err(cx.error(&origin, message).help(help));
-        let paths_help = "paths are program.call_timeout_secs, <node>.replicas, <node>.group, <node>.component, <node>.args.<key>";
+        let paths_help = "paths are program.call_timeout_secs, <node>.replicas, <node>.group, <node>.colocate, <node>.component, <node>.args.<key>";
 
         if self.path[0] == "program" {
             if self.path[1..] != ["call_timeout_secs"] {
@@ -111,6 +111,7 @@ impl Override {
                 }
             },
             ["group"] => entry.group = Some(located(string()?, &origin)),
+            ["colocate"] => entry.colocate = Some(located(string()?, &origin)),
             ["component"] => entry.component = located(string()?, &origin),
             ["args", key] => {
                 entry

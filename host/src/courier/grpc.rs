@@ -1,0 +1,182 @@
+//! The courier between processes: gRPC (tonic) over Unix sockets. Each
+//! worker process serves `Courier.Call` for the nodes it hosts; a caller in
+//! another process reaches them through a [`Remote`] route. Values travel in
+//! the binary encoding of `codec` (or the typed-shape encoding), directed by
+//! the function's [`Signature`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use hyper_util::rt::TokioIo;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::{Channel, Endpoint, Server, Uri};
+use tonic::{Code, Request, Response, Status};
+
+use super::{CallError, FuncKey, Payload, Reply, Router};
+
+/// The generated protocol (proto/lp.proto).
+pub mod proto {
+    tonic::include_proto!("lp.v1");
+}
+
+use proto::courier_client::CourierClient;
+use proto::courier_server::{Courier, CourierServer};
+use proto::{CallReply, CallRequest, call_error, call_reply};
+
+/// Large payloads are allowed (at least 64 MiB per call).
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// A channel to the process listening on a Unix socket; connects lazily.
+pub fn channel(socket: &Path) -> Channel {
+    let socket = socket.to_path_buf();
+    // The URI is required by tonic but unused: the connector dials the socket.
+    Endpoint::from_static("http://lp.local").connect_with_connector_lazy(tower::service_fn(
+        move |_: Uri| {
+            let socket = socket.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
+        },
+    ))
+}
+
+/// The nodes of another process, reached over its socket.
+pub struct Remote {
+    client: CourierClient<Channel>,
+}
+
+impl Remote {
+    pub fn new(socket: &Path) -> Remote {
+        let client = CourierClient::new(channel(socket))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        Remote { client }
+    }
+
+    /// Send one call. Until the target process is up (its socket is not
+    /// there yet, or refuses), retry: the caller's deadline bounds the wait.
+    pub async fn call(&self, router: &Router, target: u32, func: FuncKey, args: Payload) -> Reply {
+        let signature = router.signature(func);
+        let (bytes, typed) = signature
+            .encode_args(&args)
+            .map_err(|e| CallError::Unreachable(format!("cannot encode arguments: {e}")))?;
+        let request = CallRequest {
+            target,
+            func: func.0,
+            args: bytes,
+            typed,
+        };
+        let mut backoff = Duration::from_micros(500);
+        let reply = loop {
+            let mut client = self.client.clone();
+            match client.call(Request::new(request.clone())).await {
+                Ok(reply) => break reply.into_inner(),
+                Err(status)
+                    if status.code() == Code::Unavailable
+                        && !router.stop_signal().is_stopping() =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err(status) => return Err(from_status(&status, router)),
+            }
+        };
+        match reply.outcome {
+            Some(call_reply::Outcome::Results(bytes)) => signature
+                .decode_results(&bytes, typed)
+                .map_err(|e| CallError::Unreachable(format!("cannot decode the reply: {e}"))),
+            Some(call_reply::Outcome::Error(e)) => Err(from_proto(e)),
+            None => Err(CallError::Unreachable("empty reply".into())),
+        }
+    }
+}
+
+fn from_status(status: &Status, router: &Router) -> CallError {
+    if router.stop_signal().is_stopping() {
+        CallError::Stopping
+    } else {
+        CallError::Unreachable(format!("transport: {}", status.message()))
+    }
+}
+
+fn from_proto(e: proto::CallError) -> CallError {
+    match call_error::Kind::try_from(e.kind).unwrap_or(call_error::Kind::Unreachable) {
+        call_error::Kind::Unreachable => CallError::Unreachable(e.message),
+        call_error::Kind::Timeout => CallError::Timeout,
+        call_error::Kind::RemoteTrap => CallError::RemoteTrap(e.message),
+        call_error::Kind::Stopping => CallError::Stopping,
+    }
+}
+
+fn to_proto(e: CallError) -> proto::CallError {
+    let (kind, message) = match e {
+        CallError::Unreachable(m) => (call_error::Kind::Unreachable, m),
+        CallError::Timeout => (call_error::Kind::Timeout, String::new()),
+        CallError::RemoteTrap(m) => (call_error::Kind::RemoteTrap, m),
+        CallError::Stopping => (call_error::Kind::Stopping, String::new()),
+    };
+    proto::CallError {
+        kind: kind as i32,
+        message,
+    }
+}
+
+/// Serves `Courier.Call` into the nodes of this process.
+struct CourierService {
+    router: Arc<Router>,
+}
+
+#[tonic::async_trait]
+impl Courier for CourierService {
+    async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallReply>, Status> {
+        let CallRequest {
+            target,
+            func,
+            args,
+            typed,
+        } = request.into_inner();
+        let func = FuncKey(func);
+        let signature = self.router.signature(func);
+        let outcome = match signature.decode_args(&args, typed) {
+            Ok(args) => self.router.call(target, func, args).await,
+            Err(e) => Err(CallError::Unreachable(format!(
+                "cannot decode arguments: {e}"
+            ))),
+        };
+        let outcome = outcome.and_then(|results| {
+            signature
+                .encode_results(&results)
+                .map_err(|e| CallError::Unreachable(format!("cannot encode results: {e}")))
+        });
+        let outcome = match outcome {
+            Ok(bytes) => call_reply::Outcome::Results(bytes),
+            Err(e) => call_reply::Outcome::Error(to_proto(e)),
+        };
+        Ok(Response::new(CallReply {
+            outcome: Some(outcome),
+        }))
+    }
+}
+
+/// Listen on `socket` (inside a tokio runtime).
+pub fn bind(socket: &Path) -> Result<UnixListener> {
+    let _ = std::fs::remove_file(socket);
+    UnixListener::bind(socket).with_context(|| format!("cannot listen on {}", socket.display()))
+}
+
+/// Serve calls into `router`'s local nodes until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    router: Arc<Router>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let service = CourierServer::new(CourierService { router })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .context("courier server failed")
+}

@@ -1,0 +1,327 @@
+//! local_mp: every node in a worker process of its own (or one per
+//! colocation group, its nodes each a task there), courier calls between
+//! processes over gRPC on Unix sockets in a private directory. The launcher
+//! runs the same supervisor as local_mt on the events workers send over the
+//! control stream, forwards stop/shutdown/kill to them, and notices a worker
+//! that dies (exit, trap, panic, kill -9) from its exit status at once.
+//! Workers die with the launcher (PR_SET_PDEATHSIG and the control stream).
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Command, ExitStatus};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::local_mt::{RunningProgram, nodes_with_run, timer_runtime};
+use super::node::{Control, NodeEvent};
+use super::supervisor::Supervisor;
+use super::worker::WorkerSpec;
+use super::{LaunchOptions, Plan, ProgramHandle};
+use crate::courier::grpc::proto::control_server::{Control as ControlService, ControlServer};
+use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
+use crate::courier::grpc::{self};
+use crate::stop::StopSignal;
+
+/// Where the lp-host binary is, to start workers from.
+pub fn worker_exe() -> Result<PathBuf> {
+    if let Some(exe) = std::env::var_os("LP_HOST_EXE") {
+        return Ok(PathBuf::from(exe));
+    }
+    std::env::current_exe().context("cannot find the lp-host executable to start workers")
+}
+
+/// Start every node of `plan` in worker processes.
+pub fn launch(
+    plan: &Plan,
+    options: LaunchOptions,
+    cache_dir: Option<PathBuf>,
+) -> Result<RunningProgram> {
+    let program = &plan.program;
+    let dir = tempfile::Builder::new()
+        .prefix("lp-")
+        .tempdir()
+        .context("cannot create the run directory")?;
+
+    // Group nodes into workers: one per colocation name, else one per node.
+    let mut workers: Vec<Vec<u32>> = Vec::new();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for node in &program.nodes {
+        match &node.colocate {
+            Some(name) => {
+                let k = *by_name.entry(name).or_insert_with(|| {
+                    workers.push(Vec::new());
+                    workers.len() - 1
+                });
+                workers[k].push(node.id);
+            }
+            None => workers.push(vec![node.id]),
+        }
+    }
+    let mut sockets = vec![PathBuf::new(); program.nodes.len()];
+    for (k, nodes) in workers.iter().enumerate() {
+        for &id in nodes {
+            sockets[id as usize] = dir.path().join(format!("w{k}.sock"));
+        }
+    }
+
+    // Workers load the same program, with the components already built.
+    let mut overrides = program.overrides.clone();
+    let mut seen = HashSet::new();
+    for node in &program.nodes {
+        if seen.insert(&node.entry) {
+            let file = plan.files[node.component].canonicalize()?;
+            overrides.push(format!("{}.component={:?}", node.entry, file));
+        }
+    }
+    let run_disabled: Vec<String> = program
+        .nodes
+        .iter()
+        .filter(|n| !n.run_enabled)
+        .map(|n| n.name.clone())
+        .collect();
+
+    let runtime = timer_runtime()?;
+    let stop = Arc::new(StopSignal::new());
+    let control = Arc::new(Control::default());
+    let (events_tx, events) = mpsc::channel();
+    let reporter = Arc::new(Reporter {
+        events: Mutex::new(events_tx),
+        exited: Mutex::new(HashSet::new()),
+    });
+    let control_socket = dir.path().join("control.sock");
+    let service = Launcher {
+        reporter: reporter.clone(),
+        stop: stop.clone(),
+        control: control.clone(),
+        commands: Arc::new(Mutex::new(Vec::new())),
+    };
+    let commands = service.commands.clone();
+    {
+        let listener = runtime.block_on(async { grpc::bind(&control_socket) })?;
+        let shutdown = control.clone();
+        runtime.spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(ControlServer::new(service))
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                    shutdown.shutdown.wait().await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                })
+                .await;
+        });
+    }
+    // Forward the supervisor's decisions to every worker.
+    {
+        let (stop, control_now, commands_now) = (stop.clone(), control.clone(), commands.clone());
+        runtime.spawn(async move {
+            stop.wait().await;
+            broadcast(&commands_now, command::Kind::Stop);
+            control_now.shutdown.wait().await;
+            broadcast(&commands_now, command::Kind::Shutdown);
+        });
+        let (control, commands) = (control.clone(), commands.clone());
+        runtime.spawn(async move {
+            control.kill.wait().await;
+            broadcast(&commands, command::Kind::Kill);
+        });
+    }
+
+    let exe = worker_exe()?;
+    let mut children = Vec::new();
+    for (k, nodes) in workers.iter().enumerate() {
+        let spec = WorkerSpec {
+            worker: k as u32,
+            program: program.file.canonicalize()?,
+            overrides: overrides.clone(),
+            run_disabled: run_disabled.clone(),
+            nodes: nodes.clone(),
+            sockets: sockets.clone(),
+            control: control_socket.clone(),
+            threads: 1,
+            spin_us: options.spin.as_micros() as u64,
+            cache_dir: cache_dir.clone(),
+        };
+        let spec_file = dir.path().join(format!("w{k}.json"));
+        std::fs::write(&spec_file, serde_json::to_vec(&spec)?)?;
+        let mut command = Command::new(&exe);
+        command.arg("worker").arg("--spec").arg(&spec_file);
+        // SAFETY: prctl and signal are async-signal-safe and only change
+        // the child: it dies with the launcher, and leaves Ctrl-C (sent to
+        // the whole terminal process group) to the launcher, which stops the
+        // program in order.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start a worker ({})", exe.display()))?;
+        tracing::debug!("worker {k} (pid {}) hosts {:?}", child.id(), nodes);
+        children.push((child, nodes.clone()));
+    }
+
+    // A watcher per worker: its death is the death of its nodes.
+    let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut watchers = Vec::new();
+    for (mut child, nodes) in children {
+        let (reporter, control, names) = (reporter.clone(), control.clone(), names.clone());
+        watchers.push(std::thread::spawn(move || {
+            let status = child.wait();
+            let pid = child.id();
+            for id in nodes {
+                if !control.shutdown.is_stopping() || !matches!(&status, Ok(s) if s.success()) {
+                    let how = describe_exit(&status);
+                    reporter.send(
+                        NodeEvent::Failed(id, format!("its worker process (pid {pid}) {how}")),
+                        &names,
+                    );
+                }
+                reporter.send(NodeEvent::Exited(id), &names);
+            }
+        }));
+    }
+
+    let handle = ProgramHandle::new(stop);
+    let supervisor = Supervisor {
+        names,
+        with_run: nodes_with_run(plan),
+        events,
+        control,
+        handle: handle.clone(),
+        notice: options.termination_notice,
+        engine: plan.sandbox.engine().clone(),
+    };
+    let supervisor = std::thread::Builder::new()
+        .name("lp-supervisor".into())
+        .spawn(move || {
+            let outcome = supervisor.run();
+            for watcher in watchers {
+                let _ = watcher.join();
+            }
+            drop(runtime);
+            drop(dir);
+            outcome
+        })
+        .context("cannot start the supervisor thread")?;
+    Ok(RunningProgram::new(handle, supervisor))
+}
+
+fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(signal)) => format!(
+                "was killed by signal {signal}{}",
+                if signal == 9 { " (SIGKILL)" } else { "" }
+            ),
+            _ => format!("ended: {s}"),
+        },
+        Err(e) => format!("could not be waited for: {e}"),
+    }
+}
+
+fn broadcast(
+    commands: &Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Result<WorkerCommand, Status>>>>,
+    kind: command::Kind,
+) {
+    for tx in commands.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = tx.send(Ok(WorkerCommand { kind: kind as i32 }));
+    }
+}
+
+/// Hands node events to the supervisor, at most one `Exited` per node and
+/// nothing about a node after it.
+struct Reporter {
+    events: Mutex<mpsc::Sender<NodeEvent>>,
+    exited: Mutex<HashSet<u32>>,
+}
+
+impl Reporter {
+    fn send(&self, event: NodeEvent, _names: &[String]) {
+        let id = match &event {
+            NodeEvent::Started(id)
+            | NodeEvent::RunFinished(id)
+            | NodeEvent::Failed(id, _)
+            | NodeEvent::Exited(id) => *id,
+        };
+        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        if exited.contains(&id) {
+            return;
+        }
+        if matches!(event, NodeEvent::Exited(_)) {
+            exited.insert(id);
+        }
+        let _ = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(event);
+    }
+}
+
+/// The launcher's control service: one stream per worker.
+struct Launcher {
+    reporter: Arc<Reporter>,
+    stop: Arc<StopSignal>,
+    control: Arc<Control>,
+    commands: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Result<WorkerCommand, Status>>>>>,
+}
+
+type CommandStream = Pin<Box<dyn Stream<Item = Result<WorkerCommand, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ControlService for Launcher {
+    type AttachStream = CommandStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<WorkerEvent>>,
+    ) -> Result<Response<CommandStream>, Status> {
+        let mut events = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // A worker that attaches late still hears what it missed.
+        if self.stop.is_stopping() {
+            let _ = tx.send(Ok(WorkerCommand {
+                kind: command::Kind::Stop as i32,
+            }));
+        }
+        if self.control.shutdown.is_stopping() {
+            let _ = tx.send(Ok(WorkerCommand {
+                kind: command::Kind::Shutdown as i32,
+            }));
+        }
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        let (reporter, stop) = (self.reporter.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = events.next().await {
+                let node = event.node;
+                let event = match worker_event::Kind::try_from(event.kind) {
+                    Ok(worker_event::Kind::Started) => NodeEvent::Started(node),
+                    Ok(worker_event::Kind::RunFinished) => NodeEvent::RunFinished(node),
+                    Ok(worker_event::Kind::Failed) => NodeEvent::Failed(node, event.error),
+                    Ok(worker_event::Kind::Exited) => NodeEvent::Exited(node),
+                    Ok(worker_event::Kind::StopRequested) => {
+                        stop.stop();
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                reporter.send(event, &[]);
+            }
+        });
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream) as CommandStream))
+    }
+}

@@ -1,0 +1,130 @@
+//! The supervisor: watches what the nodes report, decides when the program
+//! ends (a stop, every `run` finished, a failure, Ctrl-C), gives running
+//! nodes the termination notice, then shuts everything down and says how
+//! the program ended. Used by every launch type; it only sees events and
+//! signals, not where the nodes run.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::node::{Control, NodeEvent};
+use super::{EndReason, NodeFailure, Outcome, ProgramHandle};
+
+/// How often wasm is checked for interruption (epoch tick).
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+pub(super) struct Supervisor {
+    pub(super) names: Vec<String>,
+    /// Nodes whose `run` has not returned yet.
+    pub(super) with_run: BTreeSet<u32>,
+    pub(super) events: mpsc::Receiver<NodeEvent>,
+    pub(super) control: Arc<Control>,
+    pub(super) handle: ProgramHandle,
+    pub(super) notice: Option<Duration>,
+    pub(super) engine: wasmtime::Engine,
+}
+
+impl Supervisor {
+    pub(super) fn run(mut self) -> Outcome {
+        let had_runs = !self.with_run.is_empty();
+        let mut failures = Vec::new();
+        let mut exited = 0;
+        let mut reason = None;
+        let mut stop_began: Option<Instant> = None;
+        let mut interrupted = Vec::new();
+        let mut last_tick = Instant::now();
+
+        loop {
+            match self.events.recv_timeout(EPOCH_TICK) {
+                Ok(NodeEvent::Started(_)) => {}
+                Ok(NodeEvent::RunFinished(id)) => {
+                    self.with_run.remove(&id);
+                }
+                Ok(NodeEvent::Failed(id, error)) => {
+                    self.with_run.remove(&id);
+                    if stop_began.is_none() || !self.control.kill.is_stopping() {
+                        failures.push(NodeFailure {
+                            node: self.names[id as usize].clone(),
+                            error,
+                        });
+                        reason.get_or_insert(EndReason::Failed);
+                    }
+                    self.handle.stop();
+                }
+                Ok(NodeEvent::Exited(_)) => exited += 1,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tick.elapsed() >= EPOCH_TICK {
+                self.engine.increment_epoch();
+                last_tick = Instant::now();
+            }
+            if exited == self.names.len() {
+                break;
+            }
+            if had_runs && self.with_run.is_empty() && !self.handle.stop.is_stopping() {
+                reason.get_or_insert(EndReason::Finished);
+                self.handle.stop();
+            }
+            if !self.handle.stop.is_stopping() {
+                continue;
+            }
+            let began = *stop_began.get_or_insert_with(Instant::now);
+            if self.handle.was_interrupted() {
+                reason.get_or_insert(EndReason::Interrupted);
+            }
+            reason.get_or_insert(EndReason::Stopped);
+            let expired = self.notice.is_some_and(|n| began.elapsed() >= n);
+            if self.with_run.is_empty() {
+                break;
+            }
+            if expired || self.handle.must_kill() {
+                interrupted = self
+                    .with_run
+                    .iter()
+                    .map(|&id| self.names[id as usize].clone())
+                    .collect();
+                self.control.kill.stop();
+                break;
+            }
+        }
+
+        self.control.shutdown.stop();
+        self.handle.stop();
+        // Wait for every node to exit, ticking the epoch so that wasm stuck
+        // in a loop is interrupted; note failures reported meanwhile.
+        while exited < self.names.len() {
+            let event = match self.events.recv_timeout(Duration::from_millis(1)) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.engine.increment_epoch();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let NodeEvent::Exited(_) = event {
+                exited += 1;
+            }
+            if let NodeEvent::Failed(id, error) = event {
+                let name = &self.names[id as usize];
+                if !self.control.kill.is_stopping() && !interrupted.contains(name) {
+                    failures.push(NodeFailure {
+                        node: name.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        Outcome {
+            reason: if failures.is_empty() {
+                reason.unwrap_or(EndReason::Stopped)
+            } else {
+                EndReason::Failed
+            },
+            failures,
+            interrupted,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! A worker process of local_mp (`lp-host worker --spec FILE`): hosts some
+//! of the program's nodes, serves courier calls into them over its Unix
+//! socket, reaches the other nodes over theirs, and reports to the launcher
+//! over the control stream, from which it takes stop, shutdown and kill.
+//! If the launcher goes away, the worker exits at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use tokio_stream::StreamExt;
+
+use super::local_mt::{start_nodes, timer_runtime};
+use super::node::{Control, NodeEvent};
+use super::supervisor::EPOCH_TICK;
+use super::{LaunchOptions, plan};
+use crate::courier::grpc::proto::control_client::ControlClient;
+use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
+use crate::courier::grpc::{self, channel};
+use crate::courier::{Placement, Router};
+use crate::output::Output;
+use crate::program::{self, Override};
+use crate::sandbox::Sandbox;
+use crate::stop::StopSignal;
+
+/// What the launcher tells a worker (written as JSON to a file).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct WorkerSpec {
+    pub worker: u32,
+    pub program: PathBuf,
+    /// `--set` overrides, as text (the launcher adds the built components).
+    pub overrides: Vec<String>,
+    /// Nodes whose `run` is disabled.
+    pub run_disabled: Vec<String>,
+    /// The node ids this worker hosts.
+    pub nodes: Vec<u32>,
+    /// For every node of the program, the socket of the worker hosting it.
+    pub sockets: Vec<PathBuf>,
+    /// The launcher's control socket.
+    pub control: PathBuf,
+    pub threads: usize,
+    pub spin_us: u64,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Run a worker; returns the process exit code.
+pub fn main(spec_file: &std::path::Path) -> i32 {
+    match run(spec_file) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: worker failed: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(spec_file: &std::path::Path) -> Result<()> {
+    let spec: WorkerSpec =
+        serde_json::from_slice(&std::fs::read(spec_file)?).context("bad worker spec")?;
+    let overrides: Vec<Override> = spec
+        .overrides
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut program = program::load(&spec.program, &overrides)?;
+    for name in &spec.run_disabled {
+        program.disable_run(name);
+    }
+    let plan = plan(program, Arc::new(Sandbox::new(spec.cache_dir.clone())?))?;
+    let runtime = timer_runtime()?;
+
+    let stop = Arc::new(StopSignal::new());
+    let placements: Vec<Placement> = (0..plan.program.nodes.len() as u32)
+        .map(|id| match spec.nodes.contains(&id) {
+            true => Placement::Local,
+            false => Placement::Remote(spec.sockets[id as usize].clone()),
+        })
+        .collect();
+    let names = plan.program.nodes.iter().map(|n| n.name.clone()).collect();
+    let (router, mailboxes) = {
+        let _enter = runtime.enter();
+        Router::new(
+            names,
+            &placements,
+            plan.funcs.clone(),
+            stop.clone(),
+            plan.program.call_timeout,
+        )
+    };
+    let router = Arc::new(router);
+    let control = Arc::new(Control::default());
+
+    // Serve calls into our nodes.
+    let socket = spec.sockets[spec.nodes[0] as usize].clone();
+    let listener = runtime.block_on(async { grpc::bind(&socket) })?;
+    {
+        let (router, control) = (router.clone(), control.clone());
+        runtime.spawn(async move {
+            if let Err(e) = grpc::serve(
+                listener,
+                router,
+                async move { control.shutdown.wait().await },
+            )
+            .await
+            {
+                eprintln!("error: {e:#}");
+            }
+        });
+    }
+
+    // Attach to the launcher: our events up, its commands down.
+    let (up, up_rx) = tokio::sync::mpsc::unbounded_channel::<WorkerEvent>();
+    let up_stream = tokio_stream::wrappers::UnboundedReceiverStream::new(up_rx);
+    let mut commands = runtime
+        .block_on(async {
+            ControlClient::new(channel(&spec.control))
+                .attach(up_stream)
+                .await
+        })
+        .context("cannot attach to the launcher")?
+        .into_inner();
+    let worker = spec.worker;
+    let event = move |kind: worker_event::Kind, node: u32, error: String| WorkerEvent {
+        kind: kind as i32,
+        node,
+        error,
+        worker,
+    };
+    {
+        let (stop, control) = (stop.clone(), control.clone());
+        runtime.spawn(async move {
+            while let Some(command) = commands.next().await {
+                let Ok(command) = command else { break };
+                match command::Kind::try_from(command.kind) {
+                    Ok(command::Kind::Stop) => {
+                        stop.stop();
+                    }
+                    Ok(command::Kind::Shutdown) => {
+                        control.shutdown.stop();
+                    }
+                    Ok(command::Kind::Kill) => {
+                        control.kill.stop();
+                    }
+                    Err(_) => {}
+                }
+            }
+            // The launcher is gone: never outlive it.
+            if !control.shutdown.is_stopping() {
+                std::process::exit(3);
+            }
+        });
+    }
+    {
+        let (stop, up) = (stop.clone(), up.clone());
+        runtime.spawn(async move {
+            stop.wait().await;
+            let _ = up.send(event(worker_event::Kind::StopRequested, 0, String::new()));
+        });
+    }
+
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let options = LaunchOptions {
+        termination_notice: None,
+        output: Output::terminal(),
+        threads: spec.threads,
+        spin: Duration::from_micros(spec.spin_us),
+    };
+    let pool = start_nodes(
+        &plan, &router, mailboxes, &control, &events_tx, &options, &runtime,
+    )?;
+    drop(events_tx);
+
+    // Forward what our nodes report; tick the epoch; end when they all exit.
+    let mut exited = 0;
+    while exited < spec.nodes.len() {
+        let (kind, node, error) = match events.recv_timeout(EPOCH_TICK) {
+            Ok(NodeEvent::Started(id)) => (worker_event::Kind::Started, id, String::new()),
+            Ok(NodeEvent::RunFinished(id)) => (worker_event::Kind::RunFinished, id, String::new()),
+            Ok(NodeEvent::Failed(id, error)) => (worker_event::Kind::Failed, id, error),
+            Ok(NodeEvent::Exited(id)) => {
+                exited += 1;
+                (worker_event::Kind::Exited, id, String::new())
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                plan.sandbox.engine().increment_epoch();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let _ = up.send(event(kind, node, error));
+    }
+    pool.close();
+    drop(up);
+    // Let the last events reach the launcher before the runtime goes.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
+}
