@@ -1,0 +1,271 @@
+//! The end-to-end suite through the `lp-host` binary under both launch
+//! types, and what only local_mp has: worker processes, their supervision
+//! (a worker killed with SIGKILL, no orphans when the launcher dies),
+//! colocation.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LAUNCH_TYPES: [&str; 2] = ["local_mt", "local_mp"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn lp_host() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lp-host"));
+    command
+        .current_dir(repo())
+        .env("LP_CACHE_DIR", repo().join("target/lp-test-cache"))
+        .env("NO_COLOR", "1");
+    command
+}
+
+fn run(launch: &str, args: &[&str]) -> Output {
+    lp_host()
+        .arg("run")
+        .args(args)
+        .args(["--launch", launch])
+        .output()
+        .expect("lp-host runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_examples_run_under_both_launch_types() {
+    for launch in LAUNCH_TYPES {
+        let out = run(launch, &["examples/hello_world/program.toml"]);
+        assert!(out.status.success(), "{launch}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "[hello] Hello World!!!\n", "{launch}");
+
+        let out = run(
+            launch,
+            &[
+                "examples/consumer_producers/program.toml",
+                "--set",
+                "producer.replicas=4",
+            ],
+        );
+        assert!(out.status.success(), "{launch}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let steps: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("[consumer] step"))
+            .collect();
+        assert_eq!(steps.len(), 10, "{launch}: {stdout}");
+        assert_eq!(steps[3], "[consumer] step 3: [3, 3, 3, 3]", "{launch}");
+
+        let out = run(launch, &["examples/run_and_serve/program.toml"]);
+        assert!(out.status.success(), "{launch}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("grew: true"),
+            "{launch}: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+/// The prober's `outcome:` line for `mode`, and the exit code.
+fn probe(launch: &str, mode: &str, extra: &[&str]) -> (String, Option<i32>, String) {
+    let set = format!("prober.args.mode=\"{mode}\"");
+    let mut args = vec!["tests/programs/echo.toml", "--set", &set];
+    for e in extra {
+        args.extend(["--set", e]);
+    }
+    let out = run(launch, &args);
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("[prober] outcome: "))
+        .unwrap_or_default()
+        .to_string();
+    (line, out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn courier_calls_behave_the_same_under_both_launch_types() {
+    for launch in LAUNCH_TYPES {
+        assert_eq!(probe(launch, "echo", &[]).0, "ok \"hi\"", "{launch}");
+        assert_eq!(probe(launch, "bytes", &[]).0, "ok [3, 2, 1]", "{launch}");
+        assert_eq!(
+            probe(launch, "dynamic", &[]).0,
+            "ok Labelled { label: \"sum\", total: 42 }",
+            "{launch}"
+        );
+        assert_eq!(
+            probe(launch, "timeout", &["program.call_timeout_secs=0.2"]).0,
+            "timeout",
+            "{launch}"
+        );
+        assert_eq!(
+            probe(launch, "fan-out", &[]).0,
+            "ok 50,ok 51,ok 52,ok 53 peak ok 4",
+            "{launch}"
+        );
+        let (line, code, _) = probe(launch, "forged", &[]);
+        assert!(
+            line.starts_with("unreachable") && line.contains("was not given a handle"),
+            "{launch}: {line}"
+        );
+        assert_eq!(code, Some(0), "{launch}");
+        let (line, code, stderr) = probe(launch, "remote-trap", &[]);
+        assert!(
+            line.starts_with("remote-trap") && line.contains("unreachable"),
+            "{launch}: {line}"
+        );
+        assert_eq!(code, Some(1), "{launch}");
+        assert!(
+            stderr.contains("error: node faulty failed"),
+            "{launch}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_trapping_node_fails_the_program_under_both_launch_types() {
+    for launch in LAUNCH_TYPES {
+        let out = run(launch, &["tests/programs/trap_in_run.toml"]);
+        assert_eq!(out.status.code(), Some(1), "{launch}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("error: node faulty failed: wasm trap"),
+            "{launch}: {stderr}"
+        );
+        assert!(
+            stderr.contains("trap_here"),
+            "{launch}: the wasm backtrace: {stderr}"
+        );
+    }
+}
+
+/// Start the stubborn program under local_mp and wait for its nodes to run.
+fn start_stubborn(extra: &[&str], nodes: usize) -> Child {
+    let mut child = lp_host()
+        .args([
+            "run",
+            "tests/programs/stubborn.toml",
+            "--launch",
+            "local_mp",
+            "--termination-notice-secs",
+            "0.5",
+        ])
+        .args(extra.iter().flat_map(|e| ["--set", e]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..nodes {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.ends_with("spinning\n"), "{line}");
+    }
+    child
+}
+
+/// The pids of `parent`'s child processes.
+fn children_of(parent: u32) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &parent.to_string()])
+        .output()
+        .unwrap();
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn wait_exit(mut child: Child, secs: u64) -> (Option<i32>, String, Duration) {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(secs) {
+            child.kill().unwrap();
+            panic!("lp-host did not exit within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), text(&out.stderr), start.elapsed())
+}
+
+#[test]
+fn each_node_gets_a_process_unless_colocated() {
+    let child = start_stubborn(&["stubborn.replicas=3"], 3);
+    assert_eq!(children_of(child.id()).len(), 3);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert_eq!(wait_exit(child, 30).0, Some(130));
+
+    let child = start_stubborn(&["stubborn.replicas=3", "stubborn.colocate=\"all\""], 3);
+    assert_eq!(
+        children_of(child.id()).len(),
+        1,
+        "one process for the colocation group"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert_eq!(wait_exit(child, 30).0, Some(130));
+}
+
+#[test]
+fn a_worker_killed_with_sigkill_stops_the_program_and_is_named() {
+    let child = start_stubborn(&["stubborn.replicas=2"], 2);
+    let workers = children_of(child.id());
+    assert_eq!(workers.len(), 2);
+    let killed = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-9", &workers[0].to_string()])
+        .status();
+    let (code, stderr, _) = wait_exit(child, 30);
+    let noticed = killed.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "worker process (pid {}) was killed by signal 9",
+            workers[0]
+        )),
+        "{stderr}"
+    );
+    // Bounded for the test's sake; the benchmark, not this test, measures speed.
+    assert!(noticed < Duration::from_secs(20), "{noticed:?}");
+    assert!(
+        !workers.iter().any(|&w| alive(w)),
+        "no worker outlives the program"
+    );
+}
+
+#[test]
+fn workers_do_not_outlive_a_killed_launcher() {
+    let child = start_stubborn(&["stubborn.replicas=3"], 3);
+    let workers = children_of(child.id());
+    assert_eq!(workers.len(), 3);
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while workers.iter().any(|&w| alive(w)) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !workers.iter().any(|&w| alive(w)),
+        "orphaned workers: {workers:?}"
+    );
+    let _ = wait_exit(child, 5);
+}
