@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use crate::launch::{self, LaunchOptions};
+use crate::launch::{self, LaunchOptions, LaunchType};
 use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;
@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// A tenth of the calls, for a quick look.
     #[arg(long)]
     quick: bool,
+
+    /// How nodes are placed.
+    #[arg(long, value_enum, default_value = "local_mt")]
+    launch: LaunchType,
 
     /// Only these configurations (e.g. `sync:8`, `startup:1000`, `fanout:10`).
     #[arg(long = "only", value_name = "CONFIG")]
@@ -50,6 +54,18 @@ const CONFIGS: &[&str] = &[
     "startup:10",
     "startup:100",
     "startup:1000",
+    "sync:8",
+    "sync:1024",
+    "sync:1048576",
+    "fanout:10",
+];
+
+/// Under local_mp: a process per node, so N stays where processes are cheap.
+const CONFIGS_MP: &[&str] = &[
+    "startup:1",
+    "startup:10",
+    "startup:50",
+    "startup:100",
     "sync:8",
     "sync:1024",
     "sync:1048576",
@@ -88,7 +104,10 @@ fn parent(args: &BenchArgs) -> Result<()> {
     }
 
     let configs: Vec<&str> = if args.only.is_empty() {
-        CONFIGS.to_vec()
+        match args.launch {
+            LaunchType::LocalMt => CONFIGS.to_vec(),
+            LaunchType::LocalMp => CONFIGS_MP.to_vec(),
+        }
     } else {
         args.only.iter().map(String::as_str).collect()
     };
@@ -106,6 +125,7 @@ fn parent(args: &BenchArgs) -> Result<()> {
             if args.quick {
                 cmd.arg("--quick");
             }
+            cmd.args(["--launch", args.launch.name()]);
             let out = cmd.output().context("cannot start a bench child")?;
             if !out.status.success() {
                 bail!(
@@ -162,11 +182,11 @@ fn table(rows: &[Value]) -> String {
         None => "n/a".into(),
     };
     let mut out = String::from(
-        "| config | runs | plan (s) | launch → first reply from all (s) | stop → exit (s) | calls/s | p50 (µs) | p99 (µs) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| config | runs | plan (s) | launch → first reply from all (s) | stop → exit (s) | calls/s | p50 (µs) | p99 (µs) | peak RSS (MiB) | peak PSS, all processes (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row["config"].as_str().unwrap_or("?"),
             row["runs"],
             fmt(row, "plan_secs", 1.0, 4),
@@ -175,7 +195,8 @@ fn table(rows: &[Value]) -> String {
             fmt(row, "calls_per_sec", 1.0, 0),
             fmt(row, "p50_us", 1.0, 1),
             fmt(row, "p99_us", 1.0, 1),
-            fmt(row, "peak_rss_mib", 1.0, 1),
+            fmt(row, "peak_tree_rss_mib", 1.0, 1),
+            fmt(row, "peak_tree_pss_mib", 1.0, 1),
         );
     }
     out
@@ -222,14 +243,20 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
     let sandbox = Arc::new(Sandbox::new(None)?);
     let plan = launch::plan(program, sandbox)?;
     let start = Instant::now();
+    let sampler = MemorySampler::start();
     let output = Output::capture();
     let options = LaunchOptions {
         output: output.clone(),
         termination_notice: Some(Duration::from_secs(10)),
         ..LaunchOptions::default()
     };
-    let outcome = launch::local_mt::launch(&plan, options)?.wait();
+    let outcome = match args.launch {
+        LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
+        LaunchType::LocalMp => launch::local_mp::launch(&plan, options, None)?,
+    }
+    .wait();
     let ended = Instant::now();
+    let (peak_tree_rss, peak_tree_pss) = sampler.stop();
     if !outcome.success() {
         bail!("bench program failed: {outcome:?}");
     }
@@ -242,6 +269,8 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
         "plan_secs": (start - planning).as_secs_f64(),
         "startup_secs": (ready.at - start).as_secs_f64(),
         "peak_rss_mib": peak_rss_mib(),
+        "peak_tree_rss_mib": peak_tree_rss,
+        "peak_tree_pss_mib": peak_tree_pss,
     });
     if mode == "startup" {
         figures["stop_to_exit_secs"] = json!((ended - ready.at).as_secs_f64());
@@ -256,6 +285,60 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
         }
     }
     Ok(figures)
+}
+
+/// Samples the RSS and PSS summed over this process and its descendants
+/// (local_mp workers) every 20 ms; keeps the peaks.
+struct MemorySampler {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(f64, f64)>,
+}
+
+impl MemorySampler {
+    fn start() -> MemorySampler {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut rss, mut pss) = (0.0f64, 0.0f64);
+            loop {
+                let (r, p) = tree_memory_mib(std::process::id());
+                rss = rss.max(r);
+                pss = pss.max(p);
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return (rss, pss);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        MemorySampler { done, thread }
+    }
+
+    fn stop(self) -> (f64, f64) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0.0, 0.0))
+    }
+}
+
+/// RSS and PSS (MiB) of `pid` and all its descendants, from smaps_rollup.
+fn tree_memory_mib(pid: u32) -> (f64, f64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    let (mut rss, mut pss) = (field("Rss:"), field("Pss:"));
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        let (r, p) = tree_memory_mib(child);
+        rss += r;
+        pss += p;
+    }
+    (rss, pss)
 }
 
 /// This process's peak resident set (VmHWM), in MiB.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::launch::{self, LaunchOptions, LaunchType};
@@ -61,6 +62,54 @@ struct RunArgs {
     /// Where compiled components are cached (default: $LP_CACHE_DIR or ~/.cache/lp).
     #[arg(long, env = "LP_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+
+    /// Write each node's output to its own file in DIR (the paths are printed at start).
+    #[arg(long, value_name = "DIR")]
+    logs_dir: Option<PathBuf>,
+
+    /// Where node output is shown: prefixed lines here, or one tmux window per node.
+    #[arg(long, value_enum, default_value = "current")]
+    terminal: Terminal,
+
+    /// The tmux session's name (default: lp-<program name>).
+    #[arg(long)]
+    tmux_session: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Terminal {
+    /// Every line prefixed with its node's name, in this terminal.
+    Current,
+    /// A detached tmux session with a window per node.
+    Tmux,
+}
+
+/// Where node output goes, as the flags say.
+fn output_for(args: &RunArgs, program: &crate::program::Program) -> anyhow::Result<Output> {
+    let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
+    let dir = match (&args.logs_dir, args.terminal) {
+        (Some(dir), _) => dir.clone(),
+        (None, Terminal::Tmux) => {
+            std::env::temp_dir().join(format!("lp-{}-{}", program.name, std::process::id()))
+        }
+        (None, Terminal::Current) => return Ok(Output::terminal()),
+    };
+    let (output, files) = Output::files(&dir, &names)
+        .with_context(|| format!("cannot write logs in {}", dir.display()))?;
+    if args.terminal == Terminal::Tmux {
+        let session = args
+            .tmux_session
+            .clone()
+            .unwrap_or_else(|| format!("lp-{}", program.name));
+        crate::terminal::open_tmux(&session, &names, &files)?;
+        eprintln!("node output is in tmux session {session}: tmux attach -t {session}");
+    } else {
+        eprintln!("node output goes to:");
+        for (name, file) in names.iter().zip(&files) {
+            eprintln!("  {name}: {}", file.display());
+        }
+    }
+    Ok(output)
 }
 
 /// Parse the command line, run it, and return the process exit code.
@@ -104,7 +153,7 @@ fn run(args: RunArgs) -> i32 {
             .then(|| Duration::from_secs_f64(args.termination_notice_secs));
         let options = LaunchOptions {
             termination_notice: notice,
-            output: Output::terminal(),
+            output: output_for(&args, &plan.program)?,
             ..LaunchOptions::default()
         };
         let running = match args.launch {

@@ -14,6 +14,7 @@ pub mod output;
 pub mod program;
 pub mod sandbox;
 pub mod stop;
+pub mod terminal;
 
 use std::path::Path;
 use std::sync::Arc;

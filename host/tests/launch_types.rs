@@ -269,3 +269,70 @@ fn workers_do_not_outlive_a_killed_launcher() {
     );
     let _ = wait_exit(child, 5);
 }
+
+#[test]
+fn logs_dir_writes_one_file_per_node_and_names_them() {
+    for launch in LAUNCH_TYPES {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let logs_arg = logs.to_str().unwrap();
+        let out = run(
+            launch,
+            &[
+                "examples/consumer_producers/program.toml",
+                "--set",
+                "producer.replicas=2",
+                "--logs-dir",
+                logs_arg,
+            ],
+        );
+        assert!(out.status.success(), "{launch}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "", "{launch}: nothing on the terminal");
+        let stderr = text(&out.stderr);
+        for name in ["producer_0", "producer_1", "consumer"] {
+            assert!(
+                stderr.contains(&format!("{logs_arg}/{name}.log")),
+                "{launch}: {stderr}"
+            );
+        }
+        let consumer = std::fs::read_to_string(logs.join("consumer.log")).unwrap();
+        assert_eq!(consumer.lines().count(), 10, "{launch}: {consumer}");
+        assert_eq!(consumer.lines().last(), Some("step 9: [9, 9]"), "{launch}");
+        assert_eq!(
+            std::fs::read_to_string(logs.join("producer_0.log")).unwrap(),
+            "",
+            "{launch}"
+        );
+    }
+}
+
+#[test]
+fn tmux_gets_a_window_per_node() {
+    let session = format!("lp-test-{}", std::process::id());
+    let out = run(
+        "local_mp",
+        &[
+            "examples/consumer_producers/program.toml",
+            "--set",
+            "producer.replicas=2",
+            "--terminal",
+            "tmux",
+            "--tmux-session",
+            &session,
+        ],
+    );
+    let windows = Command::new("tmux")
+        .args(["list-windows", "-t", &session, "-F", "#{window_name}"])
+        .output()
+        .unwrap();
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("tmux attach -t {session}")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&windows.stdout), "producer/0\nproducer/1\nconsumer\n");
+}

@@ -97,6 +97,8 @@ pub fn launch(
     });
     let control_socket = dir.path().join("control.sock");
     let service = Launcher {
+        output: options.output.clone(),
+        names: program.nodes.iter().map(|n| n.name.clone()).collect(),
         reporter: reporter.clone(),
         stop: stop.clone(),
         control: control.clone(),
@@ -215,6 +217,9 @@ pub fn launch(
     Ok(RunningProgram::new(handle, supervisor))
 }
 
+/// The sending end of one worker's command stream.
+type CommandSender = tokio::sync::mpsc::UnboundedSender<Result<WorkerCommand, Status>>;
+
 fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
     match status {
         Ok(s) => match (s.code(), s.signal()) {
@@ -229,10 +234,7 @@ fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
     }
 }
 
-fn broadcast(
-    commands: &Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Result<WorkerCommand, Status>>>>,
-    kind: command::Kind,
-) {
+fn broadcast(commands: &Mutex<Vec<CommandSender>>, kind: command::Kind) {
     for tx in commands.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         let _ = tx.send(Ok(WorkerCommand { kind: kind as i32 }));
     }
@@ -270,10 +272,13 @@ impl Reporter {
 
 /// The launcher's control service: one stream per worker.
 struct Launcher {
+    /// Where the nodes' output lines go (they arrive over the stream).
+    output: crate::output::Output,
+    names: Vec<String>,
     reporter: Arc<Reporter>,
     stop: Arc<StopSignal>,
     control: Arc<Control>,
-    commands: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Result<WorkerCommand, Status>>>>>,
+    commands: Arc<Mutex<Vec<CommandSender>>>,
 }
 
 type CommandStream = Pin<Box<dyn Stream<Item = Result<WorkerCommand, Status>> + Send>>;
@@ -304,6 +309,7 @@ impl ControlService for Launcher {
             .unwrap_or_else(|p| p.into_inner())
             .push(tx);
         let (reporter, stop) = (self.reporter.clone(), self.stop.clone());
+        let (output, names) = (self.output.clone(), self.names.clone());
         tokio::spawn(async move {
             while let Some(Ok(event)) = events.next().await {
                 let node = event.node;
@@ -314,6 +320,15 @@ impl ControlService for Launcher {
                     Ok(worker_event::Kind::Exited) => NodeEvent::Exited(node),
                     Ok(worker_event::Kind::StopRequested) => {
                         stop.stop();
+                        continue;
+                    }
+                    Ok(worker_event::Kind::Output) => {
+                        let name = names.get(node as usize).map_or("?", String::as_str);
+                        output.line(
+                            name,
+                            crate::output::Stream::from_wire(event.stream),
+                            &event.text,
+                        );
                         continue;
                     }
                     Err(_) => continue,

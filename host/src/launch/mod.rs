@@ -39,6 +39,16 @@ pub enum LaunchType {
     LocalMp,
 }
 
+impl LaunchType {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            LaunchType::LocalMt => "local_mt",
+            LaunchType::LocalMp => "local_mp",
+        }
+    }
+}
+
 /// Settings of one launch.
 #[derive(Clone)]
 pub struct LaunchOptions {

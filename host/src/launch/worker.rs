@@ -15,7 +15,6 @@ use tokio_stream::StreamExt;
 
 use super::local_mt::{start_nodes, timer_runtime};
 use super::node::{Control, NodeEvent};
-use super::supervisor::EPOCH_TICK;
 use super::{LaunchOptions, plan};
 use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
@@ -25,6 +24,10 @@ use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;
 use crate::stop::StopSignal;
+
+/// How often a worker ticks its engine's epoch (interrupting wasm after a
+/// kill); slower than in one process, as a program may have many workers.
+const WORKER_EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What the launcher tells a worker (written as JSON to a file).
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -129,6 +132,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         node,
         error,
         worker,
+        ..WorkerEvent::default()
     };
     {
         let (stop, control) = (stop.clone(), control.clone());
@@ -163,9 +167,28 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     }
 
     let (events_tx, events) = std::sync::mpsc::channel();
+    let output = {
+        let up = up.clone();
+        let ids: std::collections::HashMap<String, u32> = plan
+            .program
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.id))
+            .collect();
+        Output::forward(move |node, stream, text| {
+            let mut line = event(
+                worker_event::Kind::Output,
+                ids.get(node).copied().unwrap_or(0),
+                String::new(),
+            );
+            line.stream = stream.to_wire();
+            line.text = text.to_string();
+            let _ = up.send(line);
+        })
+    };
     let options = LaunchOptions {
         termination_notice: None,
-        output: Output::terminal(),
+        output,
         threads: spec.threads,
         spin: Duration::from_micros(spec.spin_us),
     };
@@ -177,7 +200,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     // Forward what our nodes report; tick the epoch; end when they all exit.
     let mut exited = 0;
     while exited < spec.nodes.len() {
-        let (kind, node, error) = match events.recv_timeout(EPOCH_TICK) {
+        let (kind, node, error) = match events.recv_timeout(WORKER_EPOCH_TICK) {
             Ok(NodeEvent::Started(id)) => (worker_event::Kind::Started, id, String::new()),
             Ok(NodeEvent::RunFinished(id)) => (worker_event::Kind::RunFinished, id, String::new()),
             Ok(NodeEvent::Failed(id, error)) => (worker_event::Kind::Failed, id, error),
