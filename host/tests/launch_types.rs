@@ -336,3 +336,96 @@ fn tmux_gets_a_window_per_node() {
     );
     assert_eq!(text(&windows.stdout), "producer/0\nproducer/1\nconsumer\n");
 }
+
+/// The pid of the worker hosting worker slot `k` (its spec file is wK.json).
+fn worker_pid(launcher: u32, k: usize) -> u32 {
+    children_of(launcher)
+        .into_iter()
+        .find(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("w{k}.json")))
+        })
+        .expect("the worker is running")
+}
+
+#[test]
+fn a_killed_worker_with_restarts_left_is_started_again() {
+    let mut child = lp_host()
+        .args([
+            "run",
+            "tests/programs/stubborn.toml",
+            "--launch",
+            "local_mp",
+            "--termination-notice-secs",
+            "0.5",
+        ])
+        .args(["--set", "stubborn.restarts=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "[stubborn] spinning\n");
+    let first = worker_pid(child.id(), 0);
+    let _ = Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "[stubborn] spinning\n", "the node ran again");
+    let second = worker_pid(child.id(), 0);
+    assert_ne!(first, second);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let (code, stderr, _) = wait_exit(child, 30);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stubborn failed") && stderr.contains("restarting its process (1 of 1)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_call_in_flight_to_a_restarted_node_gets_a_typed_error() {
+    let mut child = lp_host()
+        .args(["run", "tests/programs/echo.toml", "--launch", "local_mp"])
+        .args([
+            "--set",
+            "prober.args.mode=\"timeout\"",
+            "--set",
+            "faulty.restarts=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "[faulty] faulty serving\n");
+    // The prober's call (slow, 5 s) is in flight by now.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-9", &worker_pid(child.id(), 0).to_string()])
+        .status();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let (code, stderr, _) = wait_exit(child, 30);
+    let outcome = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("[prober] outcome: "))
+        .unwrap_or_default();
+    assert!(outcome.starts_with("unreachable"), "{rest}\n{stderr}");
+    assert!(
+        rest.contains("[faulty] faulty serving"),
+        "faulty ran again: {rest}"
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "the restart kept the program healthy: {stderr}"
+    );
+}

@@ -4,8 +4,9 @@
 //! the binary encoding of `codec` (or the typed-shape encoding), directed by
 //! the function's [`Signature`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -13,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint, Server, Uri};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::{CallError, FuncKey, Payload, Reply, Router};
 
@@ -44,6 +45,9 @@ pub fn channel(socket: &Path) -> Channel {
 /// The nodes of another process, reached over its socket.
 pub struct Remote {
     client: CourierClient<Channel>,
+    socket: PathBuf,
+    /// Whether the process has been seen listening since it (re)started.
+    ready: AtomicBool,
 }
 
 impl Remote {
@@ -51,11 +55,33 @@ impl Remote {
         let client = CourierClient::new(channel(socket))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        Remote { client }
+        Remote {
+            client,
+            socket: socket.to_path_buf(),
+            ready: AtomicBool::new(false),
+        }
     }
 
-    /// Send one call. Until the target process is up (its socket is not
-    /// there yet, or refuses), retry: the caller's deadline bounds the wait.
+    /// Wait until the process listens (wait-for-ready); the caller's
+    /// deadline bounds the wait.
+    async fn wait_ready(&self, router: &Router) -> Result<(), CallError> {
+        let mut backoff = Duration::from_micros(500);
+        while !self.ready.load(Ordering::Acquire) {
+            if UnixStream::connect(&self.socket).await.is_ok() {
+                self.ready.store(true, Ordering::Release);
+            } else if router.stop_signal().is_stopping() {
+                return Err(CallError::Stopping);
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Send one call. A call sent once is never sent again: if the process
+    /// dies under it, the caller gets an error, and later calls wait for
+    /// the process to be back (if it is restarted).
     pub async fn call(&self, router: &Router, target: u32, func: FuncKey, args: Payload) -> Reply {
         let signature = router.signature(func);
         let (bytes, typed) = signature
@@ -67,19 +93,13 @@ impl Remote {
             args: bytes,
             typed,
         };
-        let mut backoff = Duration::from_micros(500);
-        let reply = loop {
-            let mut client = self.client.clone();
-            match client.call(Request::new(request.clone())).await {
-                Ok(reply) => break reply.into_inner(),
-                Err(status)
-                    if status.code() == Code::Unavailable
-                        && !router.stop_signal().is_stopping() =>
-                {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-                Err(status) => return Err(from_status(&status, router)),
+        self.wait_ready(router).await?;
+        let mut client = self.client.clone();
+        let reply = match client.call(Request::new(request)).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                self.ready.store(false, Ordering::Release);
+                return Err(from_status(&status, router));
             }
         };
         match reply.outcome {

@@ -96,7 +96,9 @@ pub fn launch(
         exited: Mutex::new(HashSet::new()),
     });
     let control_socket = dir.path().join("control.sock");
+    let procs: Arc<Mutex<Vec<Arc<Proc>>>> = Arc::default();
     let service = Launcher {
+        procs: procs.clone(),
         output: options.output.clone(),
         names: program.nodes.iter().map(|n| n.name.clone()).collect(),
         reporter: reporter.clone(),
@@ -135,60 +137,50 @@ pub fn launch(
     }
 
     let exe = worker_exe()?;
-    let mut children = Vec::new();
-    for (k, nodes) in workers.iter().enumerate() {
-        let spec = WorkerSpec {
-            worker: k as u32,
-            program: program.file.canonicalize()?,
-            overrides: overrides.clone(),
-            run_disabled: run_disabled.clone(),
-            nodes: nodes.clone(),
-            sockets: sockets.clone(),
-            control: control_socket.clone(),
-            threads: 1,
-            spin_us: options.spin.as_micros() as u64,
-            cache_dir: cache_dir.clone(),
-        };
-        let spec_file = dir.path().join(format!("w{k}.json"));
-        std::fs::write(&spec_file, serde_json::to_vec(&spec)?)?;
-        let mut command = Command::new(&exe);
-        command.arg("worker").arg("--spec").arg(&spec_file);
-        // SAFETY: prctl and signal are async-signal-safe and only change
-        // the child: it dies with the launcher, and leaves Ctrl-C (sent to
-        // the whole terminal process group) to the launcher, which stops the
-        // program in order.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start a worker ({})", exe.display()))?;
-        tracing::debug!("worker {k} (pid {}) hosts {:?}", child.id(), nodes);
-        children.push((child, nodes.clone()));
-    }
-
-    // A watcher per worker: its death is the death of its nodes.
-    let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
+    let program_file = program.file.canonicalize()?;
     let mut watchers = Vec::new();
-    for (mut child, nodes) in children {
-        let (reporter, control, names) = (reporter.clone(), control.clone(), names.clone());
+    let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
+    for (k, nodes) in workers.iter().enumerate() {
+        let budget = nodes
+            .iter()
+            .map(|&id| program.nodes[id as usize].restarts)
+            .max()
+            .unwrap_or(0);
+        let proc = Arc::new(Proc {
+            nodes: nodes.clone(),
+            names: nodes.iter().map(|&id| names[id as usize].clone()).collect(),
+            exe: exe.clone(),
+            spec_file: dir.path().join(format!("w{k}.json")),
+            spec: WorkerSpec {
+                worker: k as u32,
+                generation: 0,
+                program: program_file.clone(),
+                overrides: overrides.clone(),
+                run_disabled: run_disabled.clone(),
+                nodes: nodes.clone(),
+                sockets: sockets.clone(),
+                control: control_socket.clone(),
+                threads: 1,
+                spin_us: options.spin.as_micros() as u64,
+                cache_dir: cache_dir.clone(),
+            },
+            budget,
+            state: Mutex::new(ProcState {
+                generation: 0,
+                restarts_left: budget,
+                pid: 0,
+                restarting: false,
+                failure: None,
+            }),
+        });
+        procs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(proc.clone());
+        let child = proc.spawn()?;
+        let (reporter, control) = (reporter.clone(), control.clone());
         watchers.push(std::thread::spawn(move || {
-            let status = child.wait();
-            let pid = child.id();
-            for id in nodes {
-                if !control.shutdown.is_stopping() || !matches!(&status, Ok(s) if s.success()) {
-                    let how = describe_exit(&status);
-                    reporter.send(
-                        NodeEvent::Failed(id, format!("its worker process (pid {pid}) {how}")),
-                        &names,
-                    );
-                }
-                reporter.send(NodeEvent::Exited(id), &names);
-            }
+            proc.watch(child, &reporter, &control)
         }));
     }
 
@@ -215,6 +207,143 @@ pub fn launch(
         })
         .context("cannot start the supervisor thread")?;
     Ok(RunningProgram::new(handle, supervisor))
+}
+
+/// One worker process, started again in place (same nodes, same handles,
+/// same socket) while its restart budget lasts.
+struct Proc {
+    nodes: Vec<u32>,
+    names: Vec<String>,
+    exe: PathBuf,
+    spec_file: PathBuf,
+    spec: WorkerSpec,
+    budget: u32,
+    state: Mutex<ProcState>,
+}
+
+struct ProcState {
+    /// Which start this is; events of earlier ones are stale.
+    generation: u32,
+    restarts_left: u32,
+    pid: u32,
+    /// A node failed and the process is being killed to start again.
+    restarting: bool,
+    /// What the failure was, for the restart message.
+    failure: Option<String>,
+}
+
+impl Proc {
+    fn state(&self) -> std::sync::MutexGuard<'_, ProcState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start (or start again) the worker process.
+    fn spawn(&self) -> Result<std::process::Child> {
+        let mut state = self.state();
+        let spec = WorkerSpec {
+            generation: state.generation,
+            ..self.spec.clone()
+        };
+        std::fs::write(&self.spec_file, serde_json::to_vec(&spec)?)?;
+        let mut command = Command::new(&self.exe);
+        command.arg("worker").arg("--spec").arg(&self.spec_file);
+        // SAFETY: prctl and signal are async-signal-safe and only change
+        // the child: it dies with the launcher, and leaves Ctrl-C (sent to
+        // the whole terminal process group) to the launcher, which stops the
+        // program in order.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start a worker ({})", self.exe.display()))?;
+        tracing::debug!(
+            "worker {} (pid {}) hosts {:?}",
+            self.spec.worker,
+            child.id(),
+            self.nodes
+        );
+        state.pid = child.id();
+        Ok(child)
+    }
+
+    /// Whether to pass on a node event from this worker. A failure while
+    /// the budget lasts is not passed on: the process is killed to restart.
+    fn accept(
+        &self,
+        event: &WorkerEvent,
+        kind: Result<worker_event::Kind, prost::UnknownEnumValue>,
+    ) -> bool {
+        let mut state = self.state();
+        if event.generation != state.generation || state.restarting {
+            return false;
+        }
+        if kind == Ok(worker_event::Kind::Failed) && state.restarts_left > 0 {
+            state.restarting = true;
+            state.failure = Some(event.error.lines().next().unwrap_or_default().to_string());
+            // SAFETY: kill(2) on the pid of our own child.
+            unsafe {
+                libc::kill(state.pid as i32, libc::SIGKILL);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Wait for the process; restart it while the budget lasts, else report
+    /// its nodes' end to the supervisor.
+    fn watch(&self, mut child: std::process::Child, reporter: &Reporter, control: &Control) {
+        loop {
+            let status = child.wait();
+            let pid = child.id();
+            let restart = {
+                let mut state = self.state();
+                // Restarts go on while a stop winds down; only shutdown ends them.
+                let ending = control.shutdown.is_stopping();
+                let failed = state.restarting || !matches!(&status, Ok(s) if s.success());
+                let go = !ending && failed && state.restarts_left > 0;
+                if go {
+                    state.restarts_left -= 1;
+                    state.generation += 1;
+                    state.restarting = false;
+                    let why = state.failure.take().unwrap_or_else(|| {
+                        format!("its process (pid {pid}) {}", describe_exit(&status))
+                    });
+                    tracing::warn!(
+                        "{} failed ({why}); restarting its process ({} of {})",
+                        self.names.join(", "),
+                        self.budget - state.restarts_left,
+                        self.budget
+                    );
+                }
+                go
+            };
+            if restart {
+                match self.spawn() {
+                    Ok(next) => {
+                        child = next;
+                        continue;
+                    }
+                    Err(e) => tracing::error!("cannot restart the worker: {e:#}"),
+                }
+            }
+            for &id in &self.nodes {
+                if !control.shutdown.is_stopping() || !matches!(&status, Ok(s) if s.success()) {
+                    let how = describe_exit(&status);
+                    reporter.send(NodeEvent::Failed(
+                        id,
+                        format!("its worker process (pid {pid}) {how}"),
+                    ));
+                }
+                reporter.send(NodeEvent::Exited(id));
+            }
+            return;
+        }
+    }
 }
 
 /// The sending end of one worker's command stream.
@@ -248,7 +377,7 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn send(&self, event: NodeEvent, _names: &[String]) {
+    fn send(&self, event: NodeEvent) {
         let id = match &event {
             NodeEvent::Started(id)
             | NodeEvent::RunFinished(id)
@@ -272,6 +401,7 @@ impl Reporter {
 
 /// The launcher's control service: one stream per worker.
 struct Launcher {
+    procs: Arc<Mutex<Vec<Arc<Proc>>>>,
     /// Where the nodes' output lines go (they arrive over the stream).
     output: crate::output::Output,
     names: Vec<String>,
@@ -310,10 +440,27 @@ impl ControlService for Launcher {
             .push(tx);
         let (reporter, stop) = (self.reporter.clone(), self.stop.clone());
         let (output, names) = (self.output.clone(), self.names.clone());
+        let procs = self.procs.clone();
         tokio::spawn(async move {
             while let Some(Ok(event)) = events.next().await {
                 let node = event.node;
-                let event = match worker_event::Kind::try_from(event.kind) {
+                let kind = worker_event::Kind::try_from(event.kind);
+                if !matches!(
+                    kind,
+                    Ok(worker_event::Kind::Output | worker_event::Kind::StopRequested)
+                ) {
+                    let proc = procs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(event.worker as usize)
+                        .cloned();
+                    if let Some(proc) = proc
+                        && !proc.accept(&event, kind)
+                    {
+                        continue;
+                    }
+                }
+                let event = match kind {
                     Ok(worker_event::Kind::Started) => NodeEvent::Started(node),
                     Ok(worker_event::Kind::RunFinished) => NodeEvent::RunFinished(node),
                     Ok(worker_event::Kind::Failed) => NodeEvent::Failed(node, event.error),
@@ -333,7 +480,7 @@ impl ControlService for Launcher {
                     }
                     Err(_) => continue,
                 };
-                reporter.send(event, &[]);
+                reporter.send(event);
             }
         });
         let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);

@@ -33,6 +33,8 @@ const WORKER_EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct WorkerSpec {
     pub worker: u32,
+    /// Which start of this worker (0, then 1 after a restart, ...).
+    pub generation: u32,
     pub program: PathBuf,
     /// `--set` overrides, as text (the launcher adds the built components).
     pub overrides: Vec<String>,
@@ -126,12 +128,13 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         })
         .context("cannot attach to the launcher")?
         .into_inner();
-    let worker = spec.worker;
+    let (worker, generation) = (spec.worker, spec.generation);
     let event = move |kind: worker_event::Kind, node: u32, error: String| WorkerEvent {
         kind: kind as i32,
         node,
         error,
         worker,
+        generation,
         ..WorkerEvent::default()
     };
     {

@@ -41,6 +41,9 @@ pub(super) struct RawNode {
     /// Nodes with the same `colocate` name share one process under local_mp.
     #[serde(default)]
     pub colocate: Option<Spanned<String>>,
+    /// How many times local_mp restarts the node's process after it fails.
+    #[serde(default)]
+    pub restarts: Option<Spanned<i64>>,
     #[serde(default)]
     pub args: BTreeMap<String, Spanned<toml::Value>>,
 }
@@ -68,6 +71,7 @@ pub(super) struct Entry {
     pub group: Option<Located<String>>,
     pub replicas: Option<Located<i64>>,
     pub colocate: Option<Located<String>>,
+    pub restarts: Option<Located<i64>>,
     pub args: BTreeMap<String, Located<toml::Value>>,
 }
 
@@ -158,6 +162,7 @@ impl From<RawNode> for Entry {
             group: raw.group.map(Into::into),
             replicas: raw.replicas.map(Into::into),
             colocate: raw.colocate.map(Into::into),
+            restarts: raw.restarts.map(Into::into),
             args: raw.args.into_iter().map(|(k, v)| (k, v.into())).collect(),
         }
     }
@@ -284,6 +289,18 @@ fn expand(
                     .help("remove the node, or set replicas = 1 or more"));
             }
         };
+        let restarts = match &entry.restarts {
+            None => 0,
+            Some(r) if (0..=1000).contains(&r.value) => r.value as u32,
+            Some(r) => {
+                return Err(cx
+                    .error(
+                        &r.origin,
+                        format!("restarts must be between 0 and 1000, not {}", r.value),
+                    )
+                    .help("the number of times a failed node's process is started again"));
+            }
+        };
         let group = entry.group.as_ref().map_or(&entry.name.value, |g| &g.value);
         for index in 0..replicas {
             let name = if entry.replicas.is_none() {
@@ -302,6 +319,7 @@ fn expand(
                 edges: Vec::new(),
                 run_enabled: true,
                 colocate: entry.colocate.as_ref().map(|c| c.value.clone()),
+                restarts,
             });
         }
     }

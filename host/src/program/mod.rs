@@ -69,6 +69,10 @@ pub struct NodeSpec {
     /// Nodes with the same colocation name share one process under local_mp;
     /// a node without one gets a process of its own.
     pub colocate: Option<String>,
+    /// How many times local_mp starts the node's process again after it
+    /// fails (Launchpad's num_retries_on_failure); a colocation group gets
+    /// the largest budget of its nodes.
+    pub restarts: u32,
 }
 
 /// A handle given to a node: the target, and the arg that carried it.

@@ -63,7 +63,7 @@ impl Override {
     ) -> Result<OverrideTarget, Diagnostic> {
         let origin = Origin::Override(self.text.clone());
         let bad = |message: String, help: &str| Err(cx.error(&origin, message).help(help));
-        let paths_help = "paths are program.call_timeout_secs, <node>.replicas, <node>.group, <node>.colocate, <node>.component, <node>.args.<key>";
+        let paths_help = "paths are program.call_timeout_secs, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.args.<key>";
 
         if self.path[0] == "program" {
             if self.path[1..] != ["call_timeout_secs"] {
@@ -107,6 +107,15 @@ impl Override {
                     return bad(
                         "replicas must be a whole number".into(),
                         "e.g. producer.replicas=100",
+                    );
+                }
+            },
+            ["restarts"] => match self.value {
+                toml::Value::Integer(n) => entry.restarts = Some(located(n, &origin)),
+                _ => {
+                    return bad(
+                        "restarts must be a whole number".into(),
+                        "e.g. learner.restarts=3",
                     );
                 }
             },
