@@ -171,6 +171,7 @@ pub fn launch(
                 pid: 0,
                 restarting: false,
                 failure: None,
+                streaming: false,
             }),
         });
         procs
@@ -230,6 +231,9 @@ struct ProcState {
     restarting: bool,
     /// What the failure was, for the restart message.
     failure: Option<String>,
+    /// Whether this start's control stream is still open (its last events
+    /// may still be on the way after the process has exited).
+    streaming: bool,
 }
 
 impl Proc {
@@ -268,6 +272,8 @@ impl Proc {
             self.nodes
         );
         state.pid = child.id();
+        // Until its control stream ends (or a second passes, if it never attaches).
+        state.streaming = true;
         Ok(child)
     }
 
@@ -300,6 +306,11 @@ impl Proc {
         loop {
             let status = child.wait();
             let pid = child.id();
+            // Let what the worker said before it ended arrive first.
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while self.state().streaming && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let restart = {
                 let mut state = self.state();
                 // Restarts go on while a stop winds down; only shutdown ends them.
@@ -347,7 +358,7 @@ impl Proc {
 }
 
 /// The sending end of one worker's command stream.
-type CommandSender = tokio::sync::mpsc::UnboundedSender<Result<WorkerCommand, Status>>;
+type CommandSender = tokio::sync::mpsc::WeakUnboundedSender<Result<WorkerCommand, Status>>;
 
 fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
     match status {
@@ -364,7 +375,12 @@ fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
 }
 
 fn broadcast(commands: &Mutex<Vec<CommandSender>>, kind: command::Kind) {
-    for tx in commands.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    for tx in commands
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(|weak| weak.upgrade())
+    {
         let _ = tx.send(Ok(WorkerCommand { kind: kind as i32 }));
     }
 }
@@ -434,15 +450,34 @@ impl ControlService for Launcher {
                 kind: command::Kind::Shutdown as i32,
             }));
         }
+        // The list keeps a weak sender: when this worker's events end, the
+        // task below drops the only strong one, which ends the worker's
+        // command stream and tells it every event it sent has been handled.
         self.commands
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+            .push(tx.downgrade());
         let (reporter, stop) = (self.reporter.clone(), self.stop.clone());
         let (output, names) = (self.output.clone(), self.names.clone());
         let procs = self.procs.clone();
         tokio::spawn(async move {
+            let mut this: Option<(Arc<Proc>, u32)> = None;
             while let Some(Ok(event)) = events.next().await {
+                if this.is_none() {
+                    let proc = procs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(event.worker as usize)
+                        .cloned();
+                    if let Some(proc) = proc {
+                        let mut state = proc.state();
+                        if state.generation == event.generation {
+                            state.streaming = true;
+                        }
+                        drop(state);
+                        this = Some((proc, event.generation));
+                    }
+                }
                 let node = event.node;
                 let kind = worker_event::Kind::try_from(event.kind);
                 if !matches!(
@@ -481,6 +516,13 @@ impl ControlService for Launcher {
                     Err(_) => continue,
                 };
                 reporter.send(event);
+            }
+            drop(tx);
+            if let Some((proc, generation)) = this {
+                let mut state = proc.state();
+                if state.generation == generation {
+                    state.streaming = false;
+                }
             }
         });
         let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);

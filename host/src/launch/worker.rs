@@ -137,8 +137,11 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         generation,
         ..WorkerEvent::default()
     };
-    {
-        let (stop, control) = (stop.clone(), control.clone());
+    // Set once this worker is done: the end of the command stream then
+    // means the launcher has handled every event, not that it is gone.
+    let finishing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let commands_done = {
+        let (stop, control, finishing) = (stop.clone(), control.clone(), finishing.clone());
         runtime.spawn(async move {
             while let Some(command) = commands.next().await {
                 let Ok(command) = command else { break };
@@ -156,11 +159,13 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
                 }
             }
             // The launcher is gone: never outlive it.
-            if !control.shutdown.is_stopping() {
+            if !finishing.load(std::sync::atomic::Ordering::SeqCst)
+                && !control.shutdown.is_stopping()
+            {
                 std::process::exit(3);
             }
-        });
-    }
+        })
+    };
     {
         let (stop, up) = (stop.clone(), up.clone());
         runtime.spawn(async move {
@@ -199,6 +204,8 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         &plan, &router, mailboxes, &control, &events_tx, &options, &runtime,
     )?;
     drop(events_tx);
+    // The output (holding a sender of `up`) lives on only in the nodes.
+    drop(options);
 
     // Forward what our nodes report; tick the epoch; end when they all exit.
     let mut exited = 0;
@@ -220,8 +227,12 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         let _ = up.send(event(kind, node, error));
     }
     pool.close();
+    // Let the last events reach the launcher: it ends our command stream
+    // once it has handled them.
+    finishing.store(true, std::sync::atomic::Ordering::SeqCst);
     drop(up);
-    // Let the last events reach the launcher before the runtime goes.
-    runtime.shutdown_timeout(Duration::from_millis(500));
+    let _ = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(2), commands_done).await });
+    runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
