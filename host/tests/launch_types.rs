@@ -96,6 +96,11 @@ fn courier_calls_behave_the_same_under_both_launch_types() {
         assert_eq!(probe(launch, "echo", &[]).0, "ok \"hi\"", "{launch}");
         assert_eq!(probe(launch, "bytes", &[]).0, "ok [3, 2, 1]", "{launch}");
         assert_eq!(
+            probe(launch, "big", &[]).0,
+            "ok 67108865 bytes, last 1",
+            "{launch}"
+        );
+        assert_eq!(
             probe(launch, "dynamic", &[]).0,
             "ok Labelled { label: \"sum\", total: 42 }",
             "{launch}"

@@ -44,6 +44,15 @@ impl exports::lp::node::lifecycle::Guest for Prober {
         let outcome = match args.mode.as_str() {
             "echo" => describe(args.target.echo("hi".to_string()).await),
             "bytes" => describe(args.target.reverse(vec![1, 2, 3]).await),
+            // 64 MiB and a byte: the biggest payload the transport promises.
+            "big" => {
+                let mut data = vec![0u8; (64 << 20) + 1];
+                data[0] = 1;
+                match args.target.reverse(data).await {
+                    Ok(back) => format!("ok {} bytes, last {}", back.len(), back[back.len() - 1]),
+                    Err(e) => describe::<()>(Err(e)),
+                }
+            }
             "dynamic" => describe(args.target.join("sum".to_string(), vec![1, 2, 39]).await),
             "timeout" => describe(args.target.slow(5_000).await),
             "remote-trap" => describe(args.target.boom().await),
