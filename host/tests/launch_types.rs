@@ -110,6 +110,13 @@ fn courier_calls_behave_the_same_under_both_launch_types() {
             "timeout",
             "{launch}"
         );
+        // A handle's own deadline, with no program-wide one.
+        let per_handle = "prober.args.target={ handle = \"faulty\", timeout_secs = 0.2 }";
+        assert_eq!(
+            probe(launch, "timeout", &[per_handle]).0,
+            "timeout",
+            "{launch}"
+        );
         assert_eq!(
             probe(launch, "fan-out", &[]).0,
             "ok 50,ok 51,ok 52,ok 53 peak ok 4",

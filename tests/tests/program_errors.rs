@@ -122,6 +122,44 @@ fn a_single_handle_to_a_replicated_node_is_ambiguous() {
 }
 
 #[test]
+fn a_handle_may_carry_its_own_deadline() {
+    let program = load(
+        &GOOD.replace(
+            "{ group = \"producer\" }",
+            "{ group = \"producer\", timeout_secs = 1.5 }",
+        ),
+        &[],
+    )
+    .unwrap();
+    let edges = &program.node("consumer").unwrap().edges;
+    assert!(
+        edges
+            .iter()
+            .all(|e| e.timeout == Some(std::time::Duration::from_millis(1500))),
+        "{edges:?}"
+    );
+    let d = error(
+        &GOOD.replace(
+            "{ group = \"producer\" }",
+            "{ group = \"producer\", timeout_secs = 0 }",
+        ),
+        &[],
+    );
+    assert!(
+        d.message.contains("timeout_secs must be a positive number"),
+        "{d}"
+    );
+    let d = error(
+        &GOOD.replace(
+            "{ group = \"producer\" }",
+            "{ group = \"producer\", retries = 2 }",
+        ),
+        &[],
+    );
+    assert!(d.message.contains("not `retries`"), "{d}");
+}
+
+#[test]
 fn an_unknown_group_is_refused() {
     let d = error(
         &GOOD.replace("{ group = \"producer\" }", "{ group = \"actors\" }"),

@@ -159,7 +159,12 @@ impl Courier for CourierService {
         let func = FuncKey(func);
         let signature = self.router.signature(func);
         let outcome = match signature.decode_args(&args, typed) {
-            Ok(args) => self.router.call(target, func, args).await,
+            // The caller's side keeps the deadline.
+            Ok(args) => {
+                self.router
+                    .call_with_deadline(target, func, args, None)
+                    .await
+            }
             Err(e) => Err(CallError::Unreachable(format!(
                 "cannot decode arguments: {e}"
             ))),

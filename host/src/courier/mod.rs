@@ -328,12 +328,25 @@ impl Router {
         &self.stop
     }
 
-    /// Call `func` on `target` and wait for its reply (or the deadline).
+    /// Call `func` on `target` and wait for its reply (or the program's
+    /// call deadline).
     pub async fn call(&self, target: u32, func: FuncKey, args: Payload) -> Reply {
+        self.call_with_deadline(target, func, args, self.call_timeout)
+            .await
+    }
+
+    /// Call with a deadline of its own (`None`: wait without limit).
+    pub async fn call_with_deadline(
+        &self,
+        target: u32,
+        func: FuncKey,
+        args: Payload,
+        deadline: Option<Duration>,
+    ) -> Reply {
         let Some(route) = self.routes.get(target as usize) else {
             return Err(CallError::Unreachable(format!("no node has id {target}")));
         };
-        match self.call_timeout {
+        match deadline {
             None => self.deliver(route, target, func, args).await,
             Some(deadline) => {
                 tokio::time::timeout(deadline, self.deliver(route, target, func, args))

@@ -137,6 +137,11 @@ pub(super) fn start_nodes(
             index: spec.index,
             args: spec.args.to_string(),
             allowed,
+            timeouts: spec
+                .edges
+                .iter()
+                .filter_map(|e| Some((e.target, e.timeout?)))
+                .collect(),
             router: router.clone(),
             output: options.output.clone(),
         });

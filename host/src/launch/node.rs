@@ -151,6 +151,8 @@ pub struct NodeContext {
     pub args: String,
     /// Sorted ids of the nodes this node holds handles to.
     pub allowed: Vec<u32>,
+    /// Deadlines of calls through handles that override the program's.
+    pub timeouts: Vec<(u32, Duration)>,
     pub router: Arc<Router>,
     pub output: Output,
 }
@@ -177,7 +179,14 @@ impl NodeContext {
                 self.name
             )));
         }
-        self.router.call(target, func, args).await
+        match self.timeouts.iter().find(|(id, _)| *id == target) {
+            Some(&(_, deadline)) => {
+                self.router
+                    .call_with_deadline(target, func, args, Some(deadline))
+                    .await
+            }
+            None => self.router.call(target, func, args).await,
+        }
     }
 
     fn stop_signal(&self) -> &Arc<StopSignal> {

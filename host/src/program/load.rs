@@ -423,18 +423,29 @@ impl HandleResolver<'_> {
             (Some(v), None) => ("handle", v),
             (None, Some(v)) => ("group", v),
         };
-        if table.len() != 1 {
+        if let Some(key) = table
+            .keys()
+            .find(|k| !["handle", "group", "timeout_secs"].contains(&k.as_str()))
+        {
             return Err(self
                 .cx
-                .error(
-                    origin,
-                    format!(
-                        "arg `{arg}`: a handle table takes only its `{}` key",
-                        kind.0
-                    ),
-                )
+                .error(origin, format!("arg `{arg}`: a handle table takes `{}` and optionally `timeout_secs`, not `{key}`", kind.0))
                 .help("put other settings in args of their own"));
         }
+        let timeout = match table.get("timeout_secs") {
+            None => None,
+            Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+                Some(secs) if secs.is_finite() && secs > 0.0 => {
+                    Some(std::time::Duration::from_secs_f64(secs))
+                }
+                _ => {
+                    return Err(self
+                        .cx
+                        .error(origin, format!("arg `{arg}`: timeout_secs must be a positive number of seconds, not {v}"))
+                        .help("the deadline of every call through this handle, e.g. timeout_secs = 2.5"));
+                }
+            },
+        };
         let Some(target) = kind.1.as_str() else {
             return Err(self.cx.error(
                 origin,
@@ -448,6 +459,7 @@ impl HandleResolver<'_> {
             edges.push(Edge {
                 target: id,
                 arg: arg.to_string(),
+                timeout,
             });
             handle_json(id)
         };

@@ -75,11 +75,13 @@ pub struct NodeSpec {
     pub restarts: u32,
 }
 
-/// A handle given to a node: the target, and the arg that carried it.
+/// A handle given to a node: the target, the arg that carried it, and the
+/// deadline of calls through it if it overrides the program's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Edge {
     pub target: u32,
     pub arg: String,
+    pub timeout: Option<Duration>,
 }
 
 impl Program {
