@@ -19,11 +19,11 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::local_mt::{RunningProgram, nodes_with_run, timer_runtime};
+use super::local_mt::{RunningProgram, timer_runtime};
 use super::node::{Control, NodeEvent};
-use super::supervisor::Supervisor;
+use super::supervisor;
 use super::worker::WorkerSpec;
-use super::{LaunchOptions, Plan, ProgramHandle};
+use super::{LaunchOptions, Plan};
 use crate::courier::grpc::proto::control_server::{Control as ControlService, ControlServer};
 use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self};
@@ -185,29 +185,20 @@ pub fn launch(
         }));
     }
 
-    let handle = ProgramHandle::new(stop);
-    let supervisor = Supervisor {
-        names,
-        with_run: nodes_with_run(plan),
+    supervisor::start(
+        plan,
         events,
         control,
-        handle: handle.clone(),
-        notice: options.termination_notice,
-        engine: plan.sandbox.engine().clone(),
-    };
-    let supervisor = std::thread::Builder::new()
-        .name("lp-supervisor".into())
-        .spawn(move || {
-            let outcome = supervisor.run();
+        stop,
+        options.termination_notice,
+        move || {
             for watcher in watchers {
                 let _ = watcher.join();
             }
             drop(runtime);
             drop(dir);
-            outcome
-        })
-        .context("cannot start the supervisor thread")?;
-    Ok(RunningProgram::new(handle, supervisor))
+        },
+    )
 }
 
 /// One worker process, started again in place (same nodes, same handles,

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 
 use super::node::{Control, NodeContext, NodeEvent, NodeLaunch, run_node};
 use super::pool::Pool;
-use super::supervisor::Supervisor;
+use super::supervisor;
 use super::{EndReason, LaunchOptions, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::{Mailbox, Router};
 use crate::stop::StopSignal;
@@ -50,7 +50,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
     let stop = Arc::new(StopSignal::new());
     let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
     let (router, mailboxes) = Router::local(
-        names.clone(),
+        names,
         plan.funcs.clone(),
         stop.clone(),
         program.call_timeout,
@@ -70,26 +70,17 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
     )?;
     drop(events_tx);
 
-    let handle = ProgramHandle::new(stop);
-    let supervisor = Supervisor {
-        names,
-        with_run: nodes_with_run(plan),
+    supervisor::start(
+        plan,
         events,
         control,
-        handle: handle.clone(),
-        notice: options.termination_notice,
-        engine: plan.sandbox.engine().clone(),
-    };
-    let supervisor = std::thread::Builder::new()
-        .name("lp-supervisor".into())
-        .spawn(move || {
-            let outcome = supervisor.run();
+        stop,
+        options.termination_notice,
+        move || {
             pool.close();
             drop(timers);
-            outcome
-        })
-        .context("cannot start the supervisor thread")?;
-    Ok(RunningProgram { handle, supervisor })
+        },
+    )
 }
 
 /// The runtime for timers (call deadlines, `wait-for-stop` timeouts) and,

@@ -9,25 +9,60 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context as _, Result};
+
+use super::local_mt::{RunningProgram, nodes_with_run};
 use super::node::{Control, NodeEvent};
-use super::{EndReason, NodeFailure, Outcome, ProgramHandle};
+use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
+use crate::stop::StopSignal;
 
 /// How often wasm is checked for interruption (epoch tick).
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-pub(super) struct Supervisor {
-    pub(super) names: Vec<String>,
+/// Watch `plan`'s nodes through `events` on a thread of its own; once the
+/// program has ended, `teardown` releases what the launch type started.
+pub(super) fn start(
+    plan: &Plan,
+    events: mpsc::Receiver<NodeEvent>,
+    control: Arc<Control>,
+    stop: Arc<StopSignal>,
+    notice: Option<Duration>,
+    teardown: impl FnOnce() + Send + 'static,
+) -> Result<RunningProgram> {
+    let handle = ProgramHandle::new(stop);
+    let supervisor = Supervisor {
+        names: plan.program.nodes.iter().map(|n| n.name.clone()).collect(),
+        with_run: nodes_with_run(plan),
+        events,
+        control,
+        handle: handle.clone(),
+        notice,
+        engine: plan.sandbox.engine().clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("lp-supervisor".into())
+        .spawn(move || {
+            let outcome = supervisor.run();
+            teardown();
+            outcome
+        })
+        .context("cannot start the supervisor thread")?;
+    Ok(RunningProgram::new(handle, thread))
+}
+
+struct Supervisor {
+    names: Vec<String>,
     /// Nodes whose `run` has not returned yet.
-    pub(super) with_run: BTreeSet<u32>,
-    pub(super) events: mpsc::Receiver<NodeEvent>,
-    pub(super) control: Arc<Control>,
-    pub(super) handle: ProgramHandle,
-    pub(super) notice: Option<Duration>,
-    pub(super) engine: wasmtime::Engine,
+    with_run: BTreeSet<u32>,
+    events: mpsc::Receiver<NodeEvent>,
+    control: Arc<Control>,
+    handle: ProgramHandle,
+    notice: Option<Duration>,
+    engine: wasmtime::Engine,
 }
 
 impl Supervisor {
-    pub(super) fn run(mut self) -> Outcome {
+    fn run(mut self) -> Outcome {
         let had_runs = !self.with_run.is_empty();
         let mut failures = Vec::new();
         let mut exited = 0;
