@@ -158,8 +158,8 @@ fn a_trapping_node_fails_the_program_under_both_launch_types() {
     }
 }
 
-/// Start the stubborn program under local_mp and wait for its nodes to run.
-fn start_stubborn(extra: &[&str], nodes: usize) -> Child {
+/// Start the stubborn program under local_mp; its stdout, to read.
+fn spawn_stubborn(extra: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = lp_host()
         .args([
             "run",
@@ -174,7 +174,13 @@ fn start_stubborn(extra: &[&str], nodes: usize) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdout)
+}
+
+/// Start the stubborn program under local_mp and wait for its nodes to run.
+fn start_stubborn(extra: &[&str], nodes: usize) -> Child {
+    let (child, mut stdout) = spawn_stubborn(extra);
     for _ in 0..nodes {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
@@ -362,21 +368,7 @@ fn worker_pid(launcher: u32, k: usize) -> u32 {
 
 #[test]
 fn a_killed_worker_with_restarts_left_is_started_again() {
-    let mut child = lp_host()
-        .args([
-            "run",
-            "tests/programs/stubborn.toml",
-            "--launch",
-            "local_mp",
-            "--termination-notice-secs",
-            "0.5",
-        ])
-        .args(["--set", "stubborn.restarts=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (child, mut stdout) = spawn_stubborn(&["stubborn.restarts=1"]);
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "[stubborn] spinning\n");
