@@ -59,15 +59,17 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
     let control = Arc::new(Control::default());
     let timers = timer_runtime()?;
     let (events_tx, events) = mpsc::channel();
-    let pool = start_nodes(
+    let pool = Pool::new(options.threads, options.spin, timers.handle().clone())
+        .context("cannot start the node worker threads")?;
+    start_nodes(
         plan,
         &router,
         mailboxes.into_iter().map(Some).collect(),
         &control,
         &events_tx,
         &options,
-        &timers,
-    )?;
+        |node| pool.spawn(node),
+    );
     drop(events_tx);
 
     supervisor::start(
@@ -104,18 +106,17 @@ pub(super) fn nodes_with_run(plan: &Plan) -> BTreeSet<u32> {
         .collect()
 }
 
-/// Start, as tasks on a new worker pool, every node that has a mailbox here.
-pub(super) fn start_nodes(
+/// Start every node that has a mailbox here, each as a task handed to
+/// `spawn` (the worker pool, or a worker process's runtime).
+pub(super) fn start_nodes<R>(
     plan: &Plan,
     router: &Arc<Router>,
     mailboxes: Vec<Option<Mailbox>>,
     control: &Arc<Control>,
     events: &mpsc::Sender<NodeEvent>,
     options: &LaunchOptions,
-    timers: &tokio::runtime::Runtime,
-) -> Result<Pool> {
-    let pool = Pool::new(options.threads, options.spin, timers.handle().clone())
-        .context("cannot start the node worker threads")?;
+    spawn: impl Fn(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> R,
+) {
     for (spec, mailbox) in plan.program.nodes.iter().zip(mailboxes) {
         let Some(mailbox) = mailbox else { continue };
         let mut allowed: Vec<u32> = spec.edges.iter().map(|e| e.target).collect();
@@ -136,14 +137,13 @@ pub(super) fn start_nodes(
             router: router.clone(),
             output: options.output.clone(),
         });
-        pool.spawn(run_node(NodeLaunch {
+        drop(spawn(Box::pin(run_node(NodeLaunch {
             node,
             component: plan.components[spec.component].clone(),
             run_enabled: spec.run_enabled,
             mailbox,
             control: control.clone(),
             events: events.clone(),
-        }));
+        }))));
     }
-    Ok(pool)
 }

@@ -200,9 +200,17 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         threads: spec.threads,
         spin: Duration::from_micros(spec.spin_us),
     };
-    let pool = start_nodes(
-        &plan, &router, mailboxes, &control, &events_tx, &options, &runtime,
-    )?;
+    // Nodes run as tasks on the same runtime as the transport, so a call
+    // passes between a node and the socket without waking another thread.
+    start_nodes(
+        &plan,
+        &router,
+        mailboxes,
+        &control,
+        &events_tx,
+        &options,
+        |node| runtime.spawn(node),
+    );
     drop(events_tx);
     // The output (holding a sender of `up`) lives on only in the nodes.
     drop(options);
@@ -226,7 +234,6 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         };
         let _ = up.send(event(kind, node, error));
     }
-    pool.close();
     // Let the last events reach the launcher: it ends our command stream
     // once it has handled them.
     finishing.store(true, std::sync::atomic::Ordering::SeqCst);
