@@ -23,7 +23,7 @@ use super::local_mt::{RunningProgram, timer_runtime};
 use super::node::{Control, NodeEvent};
 use super::supervisor;
 use super::worker::WorkerSpec;
-use super::{LaunchOptions, Plan};
+use super::{LaunchOptions, Plan, lock};
 use crate::courier::grpc::proto::control_server::{Control as ControlService, ControlServer};
 use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self};
@@ -160,8 +160,6 @@ pub fn launch(
                 nodes: nodes.clone(),
                 sockets: sockets.clone(),
                 control: control_socket.clone(),
-                threads: 1,
-                spin_us: options.spin.as_micros() as u64,
                 cache_dir: cache_dir.clone(),
             },
             budget,
@@ -174,10 +172,7 @@ pub fn launch(
                 streaming: false,
             }),
         });
-        procs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(proc.clone());
+        lock(&procs).push(proc.clone());
         let child = proc.spawn()?;
         let (reporter, control) = (reporter.clone(), control.clone());
         watchers.push(std::thread::spawn(move || {
@@ -229,7 +224,7 @@ struct ProcState {
 
 impl Proc {
     fn state(&self) -> std::sync::MutexGuard<'_, ProcState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Start (or start again) the worker process.
@@ -366,12 +361,7 @@ fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
 }
 
 fn broadcast(commands: &Mutex<Vec<CommandSender>>, kind: command::Kind) {
-    for tx in commands
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .filter_map(|weak| weak.upgrade())
-    {
+    for tx in lock(commands).iter().filter_map(|weak| weak.upgrade()) {
         let _ = tx.send(Ok(WorkerCommand { kind: kind as i32 }));
     }
 }
@@ -391,18 +381,14 @@ impl Reporter {
             | NodeEvent::Failed(id, _)
             | NodeEvent::Exited(id) => *id,
         };
-        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        let mut exited = lock(&self.exited);
         if exited.contains(&id) {
             return;
         }
         if matches!(event, NodeEvent::Exited(_)) {
             exited.insert(id);
         }
-        let _ = self
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(event);
+        let _ = lock(&self.events).send(event);
     }
 }
 
@@ -444,10 +430,7 @@ impl ControlService for Launcher {
         // The list keeps a weak sender: when this worker's events end, the
         // task below drops the only strong one, which ends the worker's
         // command stream and tells it every event it sent has been handled.
-        self.commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx.downgrade());
+        lock(&self.commands).push(tx.downgrade());
         let (reporter, stop) = (self.reporter.clone(), self.stop.clone());
         let (output, names) = (self.output.clone(), self.names.clone());
         let procs = self.procs.clone();
@@ -455,11 +438,7 @@ impl ControlService for Launcher {
             let mut this: Option<(Arc<Proc>, u32)> = None;
             while let Some(Ok(event)) = events.next().await {
                 if this.is_none() {
-                    let proc = procs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(event.worker as usize)
-                        .cloned();
+                    let proc = lock(&procs).get(event.worker as usize).cloned();
                     if let Some(proc) = proc {
                         let mut state = proc.state();
                         if state.generation == event.generation {
@@ -475,11 +454,7 @@ impl ControlService for Launcher {
                     kind,
                     Ok(worker_event::Kind::Output | worker_event::Kind::StopRequested)
                 ) {
-                    let proc = procs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(event.worker as usize)
-                        .cloned();
+                    let proc = lock(&procs).get(event.worker as usize).cloned();
                     if let Some(proc) = proc
                         && !proc.accept(&event, kind)
                     {

@@ -14,6 +14,7 @@ use super::pool::Pool;
 use super::supervisor;
 use super::{EndReason, LaunchOptions, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::{Mailbox, Router};
+use crate::output::Output;
 use crate::stop::StopSignal;
 
 /// A running program (any launch type).
@@ -67,7 +68,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         mailboxes.into_iter().map(Some).collect(),
         &control,
         &events_tx,
-        &options,
+        &options.output,
         |node| pool.spawn(node),
     );
     drop(events_tx);
@@ -114,7 +115,7 @@ pub(super) fn start_nodes<R>(
     mailboxes: Vec<Option<Mailbox>>,
     control: &Arc<Control>,
     events: &mpsc::Sender<NodeEvent>,
-    options: &LaunchOptions,
+    output: &Output,
     spawn: impl Fn(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> R,
 ) {
     for (spec, mailbox) in plan.program.nodes.iter().zip(mailboxes) {
@@ -135,7 +136,7 @@ pub(super) fn start_nodes<R>(
                 .filter_map(|e| Some((e.target, e.timeout?)))
                 .collect(),
             router: router.clone(),
-            output: options.output.clone(),
+            output: output.clone(),
         });
         drop(spawn(Box::pin(run_node(NodeLaunch {
             node,

@@ -3,7 +3,7 @@
 //! from its mailbox. Shared by every launch type that runs nodes in threads.
 
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use wasmtime::component::{
 use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::lock;
 use super::typed::{Bound, Shape, shape_for};
 use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Request, Router};
 use crate::output::{LogLevel, Output, Stream};
@@ -520,8 +521,4 @@ async fn serve_call(
             Err(e.context("trapped while serving a call"))
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

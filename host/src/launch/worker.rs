@@ -15,7 +15,7 @@ use tokio_stream::StreamExt;
 
 use super::local_mt::{start_nodes, timer_runtime};
 use super::node::{Control, NodeEvent};
-use super::{LaunchOptions, plan};
+use super::plan;
 use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
@@ -46,8 +46,6 @@ pub struct WorkerSpec {
     pub sockets: Vec<PathBuf>,
     /// The launcher's control socket.
     pub control: PathBuf,
-    pub threads: usize,
-    pub spin_us: u64,
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -194,12 +192,6 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
             let _ = up.send(line);
         })
     };
-    let options = LaunchOptions {
-        termination_notice: None,
-        output,
-        threads: spec.threads,
-        spin: Duration::from_micros(spec.spin_us),
-    };
     // Nodes run as tasks on the same runtime as the transport, so a call
     // passes between a node and the socket without waking another thread.
     start_nodes(
@@ -208,12 +200,12 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         mailboxes,
         &control,
         &events_tx,
-        &options,
+        &output,
         |node| runtime.spawn(node),
     );
     drop(events_tx);
     // The output (holding a sender of `up`) lives on only in the nodes.
-    drop(options);
+    drop(output);
 
     // Forward what our nodes report; tick the epoch; end when they all exit.
     let mut exited = 0;
