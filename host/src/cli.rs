@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use crate::courier::Transport;
 use crate::launch::{self, LaunchOptions, LaunchType};
 use crate::output::Output;
 use crate::program::{self, Override};
@@ -49,6 +50,10 @@ struct RunArgs {
     /// How nodes are placed.
     #[arg(long, value_enum, default_value = "local_mt")]
     launch: LaunchType,
+
+    /// How calls travel between processes under local_mp.
+    #[arg(long, value_enum, default_value = "socket")]
+    courier: Transport,
 
     /// Override a setting without editing the file, e.g. `--set producer.replicas=100`
     /// or `--set consumer.args.steps=20` (repeatable).
@@ -154,6 +159,7 @@ fn run(args: RunArgs) -> i32 {
         let options = LaunchOptions {
             termination_notice: notice,
             output: output_for(&args, &plan.program)?,
+            transport: args.courier,
             ..LaunchOptions::default()
         };
         let running = match args.launch {

@@ -26,13 +26,16 @@ fn lp_host() -> Command {
     command
 }
 
+/// Run a program under `launch`: a launch type, or `local_mp+grpc` for
+/// local_mp with the gRPC courier.
 fn run(launch: &str, args: &[&str]) -> Output {
-    lp_host()
-        .arg("run")
-        .args(args)
-        .args(["--launch", launch])
-        .output()
-        .expect("lp-host runs")
+    let mut command = lp_host();
+    command.arg("run").args(args);
+    match launch.split_once('+') {
+        Some((launch, courier)) => command.args(["--launch", launch, "--courier", courier]),
+        None => command.args(["--launch", launch]),
+    };
+    command.output().expect("lp-host runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -91,8 +94,8 @@ fn probe(launch: &str, mode: &str, extra: &[&str]) -> (String, Option<i32>, Stri
 }
 
 #[test]
-fn courier_calls_behave_the_same_under_both_launch_types() {
-    for launch in LAUNCH_TYPES {
+fn courier_calls_behave_the_same_under_both_launch_types_and_transports() {
+    for launch in ["local_mt", "local_mp", "local_mp+grpc"] {
         assert_eq!(probe(launch, "echo", &[]).0, "ok \"hi\"", "{launch}");
         assert_eq!(probe(launch, "bytes", &[]).0, "ok [3, 2, 1]", "{launch}");
         assert_eq!(

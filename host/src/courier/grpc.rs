@@ -157,23 +157,21 @@ impl Courier for CourierService {
             typed,
         } = request.into_inner();
         let func = FuncKey(func);
-        let signature = self.router.signature(func);
-        let outcome = match signature.decode_args(&args, typed) {
+        let outcome = async {
+            let signature = self.router.signature_of_received(func)?;
+            let args = signature
+                .decode_args(&args, typed)
+                .map_err(|e| CallError::Unreachable(format!("cannot decode arguments: {e}")))?;
             // The caller's side keeps the deadline.
-            Ok(args) => {
-                self.router
-                    .call_with_deadline(target, func, args, None)
-                    .await
-            }
-            Err(e) => Err(CallError::Unreachable(format!(
-                "cannot decode arguments: {e}"
-            ))),
-        };
-        let outcome = outcome.and_then(|results| {
+            let results = self
+                .router
+                .call_with_deadline(target, func, args, None)
+                .await?;
             signature
                 .encode_results(&results)
                 .map_err(|e| CallError::Unreachable(format!("cannot encode results: {e}")))
-        });
+        }
+        .await;
         let outcome = match outcome {
             Ok(bytes) => call_reply::Outcome::Results(bytes),
             Err(e) => call_reply::Outcome::Error(to_proto(e)),

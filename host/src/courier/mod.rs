@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod grpc;
+pub mod socket;
 mod typecheck;
 
 use std::any::Any;
@@ -103,6 +104,12 @@ impl Signature {
     /// The arguments as bytes, and whether they are the typed encoding.
     pub fn encode_args(&self, args: &Payload) -> Result<(Vec<u8>, bool), CodecError> {
         let mut out = Vec::new();
+        let typed = self.encode_args_into(args, &mut out)?;
+        Ok((out, typed))
+    }
+
+    /// Append the arguments to `out`; whether they are the typed encoding.
+    pub fn encode_args_into(&self, args: &Payload, out: &mut Vec<u8>) -> Result<bool, CodecError> {
         match args {
             Payload::Vals(vals) => {
                 if vals.len() != self.args.len() {
@@ -113,13 +120,13 @@ impl Signature {
                     )));
                 }
                 for (val, ty) in vals.iter().zip(&self.args) {
-                    codec::encode(val, ty, &mut out)?;
+                    codec::encode(val, ty, out)?;
                 }
-                Ok((out, false))
+                Ok(false)
             }
             Payload::Typed(value) => {
-                self.typed()?.encode_args(value.as_ref(), &mut out)?;
-                Ok((out, true))
+                self.typed()?.encode_args(value.as_ref(), out)?;
+                Ok(true)
             }
         }
     }
@@ -141,15 +148,25 @@ impl Signature {
 
     pub fn encode_results(&self, results: &Payload) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::new();
+        self.encode_results_into(results, &mut out)?;
+        Ok(out)
+    }
+
+    /// Append the results to `out`.
+    pub fn encode_results_into(
+        &self,
+        results: &Payload,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
         match results {
             Payload::Vals(vals) => {
                 if let (Some(ty), Some(val)) = (&self.result, vals.first()) {
-                    codec::encode(val, ty, &mut out)?;
+                    codec::encode(val, ty, out)?;
                 }
             }
-            Payload::Typed(value) => self.typed()?.encode_result(value.as_ref(), &mut out)?,
+            Payload::Typed(value) => self.typed()?.encode_result(value.as_ref(), out)?,
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn decode_results(&self, mut bytes: &[u8], typed: bool) -> Result<Payload, CodecError> {
@@ -231,11 +248,36 @@ pub struct Request {
 pub type Mailbox = mpsc::UnboundedReceiver<Request>;
 
 /// How to reach one node.
+#[derive(Clone)]
 enum Route {
     /// A node in this process.
     Local(mpsc::UnboundedSender<Request>),
-    /// A node in another process.
-    Remote(Arc<grpc::Remote>),
+    /// A node in another process, over the framed socket transport.
+    Socket(Arc<socket::Remote>),
+    /// A node in another process, over gRPC.
+    Grpc(Arc<grpc::Remote>),
+}
+
+/// How calls travel between processes.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Length-prefixed frames on a Unix socket, readers spinning briefly
+    /// before they park: the fast path between processes of one machine.
+    #[default]
+    Socket,
+    /// gRPC (HTTP/2) on a Unix socket.
+    Grpc,
 }
 
 /// Where a node runs, as seen from this process.
@@ -244,6 +286,14 @@ pub enum Placement {
     Local,
     /// In the process serving this Unix socket.
     Remote(std::path::PathBuf),
+}
+
+/// How this process reaches the others: the transport, and how long a
+/// reader spins before it parks (socket transport).
+#[derive(Clone, Copy, Debug)]
+pub struct Wire {
+    pub transport: Transport,
+    pub spin: Duration,
 }
 
 /// Delivers calls to nodes by id.
@@ -264,7 +314,11 @@ impl Router {
         call_timeout: Option<Duration>,
     ) -> (Router, Vec<Mailbox>) {
         let placements = vec![Placement::Local; names.len()];
-        let (router, mailboxes) = Router::new(names, &placements, funcs, stop, call_timeout);
+        let wire = Wire {
+            transport: Transport::Socket,
+            spin: Duration::ZERO,
+        };
+        let (router, mailboxes) = Router::new(names, &placements, wire, funcs, stop, call_timeout);
         (
             router,
             mailboxes
@@ -279,11 +333,13 @@ impl Router {
     pub fn new(
         names: Vec<String>,
         placements: &[Placement],
+        wire: Wire,
         funcs: Arc<FuncTable>,
         stop: Arc<StopSignal>,
         call_timeout: Option<Duration>,
     ) -> (Router, Vec<Option<Mailbox>>) {
-        let mut remotes: HashMap<&std::path::Path, Arc<grpc::Remote>> = HashMap::new();
+        // One route (and connection) per remote process.
+        let mut remotes: HashMap<&std::path::Path, Route> = HashMap::new();
         let (routes, mailboxes) = placements
             .iter()
             .map(|placement| match placement {
@@ -292,10 +348,15 @@ impl Router {
                     (Route::Local(tx), Some(rx))
                 }
                 Placement::Remote(socket) => {
-                    let remote = remotes
+                    let route = remotes
                         .entry(socket)
-                        .or_insert_with(|| Arc::new(grpc::Remote::new(socket)));
-                    (Route::Remote(remote.clone()), None)
+                        .or_insert_with(|| match wire.transport {
+                            Transport::Socket => {
+                                Route::Socket(Arc::new(socket::Remote::new(socket, wire.spin)))
+                            }
+                            Transport::Grpc => Route::Grpc(Arc::new(grpc::Remote::new(socket))),
+                        });
+                    (route.clone(), None)
                 }
             })
             .unzip();
@@ -313,6 +374,18 @@ impl Router {
 
     pub fn signature(&self, key: FuncKey) -> &Signature {
         self.funcs.signature(key)
+    }
+
+    /// The signature of a key that arrived from another process.
+    pub fn signature_of_received(&self, key: FuncKey) -> Result<&Signature, CallError> {
+        if (key.0 as usize) < self.funcs.len() {
+            Ok(self.funcs.signature(key))
+        } else {
+            Err(CallError::Unreachable(format!(
+                "no function has key {}",
+                key.0
+            )))
+        }
     }
 
     pub fn name(&self, node: u32) -> &str {
@@ -365,7 +438,8 @@ impl Router {
                 }
                 rx.await.unwrap_or_else(|_| Err(self.gone(target)))
             }
-            Route::Remote(remote) => remote.call(self, target, func, args).await,
+            Route::Socket(remote) => remote.call(self, target, func, args).await,
+            Route::Grpc(remote) => remote.call(self, target, func, args).await,
         }
     }
 

@@ -161,6 +161,8 @@ pub fn launch(
                 sockets: sockets.clone(),
                 control: control_socket.clone(),
                 cache_dir: cache_dir.clone(),
+                transport: options.transport,
+                spin: options.spin,
             },
             budget,
             state: Mutex::new(ProcState {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use plan::{Plan, plan};
 
+use crate::courier::Transport;
 use crate::output::Output;
 use crate::stop::StopSignal;
 
@@ -64,8 +65,11 @@ pub struct LaunchOptions {
     pub output: Output,
     /// Worker threads the nodes run on.
     pub threads: usize,
-    /// How long an idle worker spins before sleeping.
+    /// How long an idle worker (or a reader of the socket transport)
+    /// spins before sleeping.
     pub spin: Duration,
+    /// How calls travel between processes (local_mp).
+    pub transport: Transport,
 }
 
 impl Default for LaunchOptions {
@@ -75,6 +79,7 @@ impl Default for LaunchOptions {
             output: Output::terminal(),
             threads: default_threads(),
             spin: pool::default_spin(),
+            transport: Transport::default(),
         }
     }
 }

@@ -438,6 +438,11 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
                 }
                 while let Poll::Ready(Some(request)) = mailbox.poll_recv(cx) {
                     let Request { func, args, reply } = request;
+                    if reply.is_closed() {
+                        // The caller stopped waiting (dropped or cancelled
+                        // the call) before it started: never run it.
+                        continue;
+                    }
                     match served.get(func.0 as usize).and_then(Option::as_ref) {
                         Some(export) => {
                             let slot = lock(&inflight).insert(reply);

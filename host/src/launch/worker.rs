@@ -19,7 +19,8 @@ use super::plan;
 use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
-use crate::courier::{Placement, Router};
+use crate::courier::socket;
+use crate::courier::{Placement, Router, Transport, Wire};
 use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;
@@ -47,6 +48,10 @@ pub struct WorkerSpec {
     /// The launcher's control socket.
     pub control: PathBuf,
     pub cache_dir: Option<PathBuf>,
+    /// How calls travel between processes.
+    pub transport: Transport,
+    /// How long a reader of the socket transport spins before it parks.
+    pub spin: Duration,
 }
 
 /// Run a worker; returns the process exit code.
@@ -89,6 +94,10 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         Router::new(
             names,
             &placements,
+            Wire {
+                transport: spec.transport,
+                spin: spec.spin,
+            },
             plan.funcs.clone(),
             stop.clone(),
             plan.program.call_timeout,
@@ -102,14 +111,14 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let listener = runtime.block_on(async { grpc::bind(&socket) })?;
     {
         let (router, control) = (router.clone(), control.clone());
+        let (transport, spin) = (spec.transport, spec.spin);
         runtime.spawn(async move {
-            if let Err(e) = grpc::serve(
-                listener,
-                router,
-                async move { control.shutdown.wait().await },
-            )
-            .await
-            {
+            let shutdown = async move { control.shutdown.wait().await };
+            let served = match transport {
+                Transport::Socket => socket::serve(listener, router, spin, shutdown).await,
+                Transport::Grpc => grpc::serve(listener, router, shutdown).await,
+            };
+            if let Err(e) = served {
                 eprintln!("error: {e:#}");
             }
         });

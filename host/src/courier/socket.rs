@@ -1,0 +1,497 @@
+//! The courier between processes of one machine: length-prefixed frames on
+//! a Unix socket, tuned for latency. Each connection has one writer task
+//! (frames from every caller are queued to it, and written back to back) and
+//! one reader task; readers spin on the socket for a short while after each
+//! frame before parking in epoll, because on this kind of machine waking a
+//! parked thread costs far more than the call itself. Values travel in the
+//! same encodings as over gRPC (`codec`, or the typed-shape encoding).
+//!
+//! Frame: `len: u32` (of what follows), `kind: u8`, `id: u64`, then by kind:
+//! - CALL: `target: u32`, `func: u32`, `typed: u8`, the arguments;
+//! - RESULTS: the results; ERROR: `kind: u8`, a UTF-8 message;
+//! - CANCEL: nothing (the caller dropped the call).
+//!
+//! Dropping a call's future sends CANCEL: the callee drops the call if its
+//! node has not started it yet, and otherwise discards the reply.
+
+use std::collections::HashMap;
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use tokio::io::unix::AsyncFd;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CallError, FuncKey, Payload, Reply, Router};
+
+/// The largest frame accepted (calls of at least 64 MiB are promised).
+pub const MAX_FRAME: usize = 1 << 30;
+
+const CALL: u8 = 0;
+const RESULTS: u8 = 1;
+const ERROR: u8 = 2;
+const CANCEL: u8 = 3;
+
+/// Bytes before a frame's body: length, kind, id.
+const HEADER: usize = 4 + 1 + 8;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A frame being built: the header is filled in by [`FrameBuf::finish`].
+struct FrameBuf(Vec<u8>);
+
+impl FrameBuf {
+    fn new(kind: u8, id: u64) -> FrameBuf {
+        let mut bytes = Vec::with_capacity(64);
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.push(kind);
+        bytes.extend_from_slice(&id.to_le_bytes());
+        FrameBuf(bytes)
+    }
+
+    fn finish(mut self) -> io::Result<Vec<u8>> {
+        let len = self.0.len() - 4;
+        if len > MAX_FRAME {
+            return Err(io::Error::other(format!(
+                "a message of {len} bytes is over the limit of {MAX_FRAME}"
+            )));
+        }
+        self.0[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        Ok(self.0)
+    }
+}
+
+/// One frame as read: its kind, call id and body.
+struct Frame {
+    kind: u8,
+    id: u64,
+    body: Vec<u8>,
+}
+
+/// A connected socket, shared by its reader and writer tasks.
+type Socket = Arc<AsyncFd<StdUnixStream>>;
+
+/// How much a socket may hold unread: large calls then need fewer
+/// wake-ups of the reader. The system's limit (`net.core.wmem_max`) may
+/// cap it lower; that only costs speed.
+const SEND_BUFFER: libc::c_int = 4 << 20;
+
+fn socket(stream: UnixStream) -> io::Result<Socket> {
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(true)?;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live int,
+    // on a descriptor the stream owns.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&SEND_BUFFER as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    // SAFETY: the stream owns its descriptor, and keeps it open and
+    // unchanged until the AsyncFd (its owner) is dropped.
+    let registered = unsafe { AsyncFd::register(stream) };
+    Ok(Arc::new(registered.map_err(|e| e.into_parts().1)?))
+}
+
+/// Reads frames, spinning for `spin` after each before parking.
+struct FrameReader {
+    socket: Socket,
+    buf: Box<[u8]>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    spin: Duration,
+}
+
+impl FrameReader {
+    fn new(socket: Socket, spin: Duration) -> FrameReader {
+        FrameReader {
+            socket,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            spin,
+        }
+    }
+
+    /// The next frame, or `None` when the peer closed the connection.
+    async fn next(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            let unread = &self.buf[self.start..self.end];
+            if unread.len() >= HEADER {
+                let len = u32::from_le_bytes(unread[..4].try_into().unwrap()) as usize;
+                if !(HEADER - 4..=MAX_FRAME).contains(&len) {
+                    return Err(io::Error::other(format!("bad frame length {len}")));
+                }
+                let kind = unread[4];
+                let id = u64::from_le_bytes(unread[5..HEADER].try_into().unwrap());
+                let body_len = len - (HEADER - 4);
+                let have = unread.len() - HEADER;
+                if have >= body_len {
+                    let body = unread[HEADER..HEADER + body_len].to_vec();
+                    self.start += HEADER + body_len;
+                    return Ok(Some(Frame { kind, id, body }));
+                }
+                if HEADER + body_len > self.buf.len() {
+                    // A large body: read it straight into its own buffer.
+                    let mut body = vec![0; body_len];
+                    body[..have].copy_from_slice(&unread[HEADER..]);
+                    (self.start, self.end) = (0, 0);
+                    let mut filled = have;
+                    while filled < body_len {
+                        match read_some(&self.socket, self.spin, &mut body[filled..]).await? {
+                            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                            n => filled += n,
+                        }
+                    }
+                    return Ok(Some(Frame { kind, id, body }));
+                }
+            }
+            // Keep the unread bytes at the front, then read more.
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            match read_some(&self.socket, self.spin, &mut self.buf[self.end..]).await? {
+                0 if self.end == 0 => return Ok(None),
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => self.end += n,
+            }
+        }
+    }
+}
+
+/// Read what is there into `buf`: spin for `spin`, then park until the
+/// socket is readable. Returns the bytes read (0 at end of stream).
+async fn read_some(socket: &Socket, spin: Duration, buf: &mut [u8]) -> io::Result<usize> {
+    let mut spinning_since: Option<Instant> = None;
+    loop {
+        match socket.get_ref().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let since = *spinning_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < spin {
+                    tokio::task::yield_now().await;
+                } else {
+                    socket.readable().await?.clear_ready();
+                    spinning_since = None;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Write every frame queued on `frames`, then close the socket for writing.
+async fn write_frames(socket: Socket, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if write_all(&socket, &frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.get_ref().shutdown(std::net::Shutdown::Write);
+}
+
+async fn write_all(socket: &Socket, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match socket.get_ref().write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                socket.writable().await?.clear_ready();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn error_frame(id: u64, error: &CallError) -> FrameBuf {
+    let mut frame = FrameBuf::new(ERROR, id);
+    let (kind, message) = match error {
+        CallError::Unreachable(m) => (0, m.as_str()),
+        CallError::Timeout => (1, ""),
+        CallError::RemoteTrap(m) => (2, m.as_str()),
+        CallError::Stopping => (3, ""),
+    };
+    frame.0.push(kind);
+    frame.0.extend_from_slice(message.as_bytes());
+    frame
+}
+
+fn parse_error(body: &[u8]) -> CallError {
+    let message = String::from_utf8_lossy(body.get(1..).unwrap_or_default()).into_owned();
+    match body.first() {
+        Some(1) => CallError::Timeout,
+        Some(2) => CallError::RemoteTrap(message),
+        Some(3) => CallError::Stopping,
+        _ => CallError::Unreachable(message),
+    }
+}
+
+/// What a caller waits for: the reply frame (RESULTS or ERROR), or the
+/// connection's end.
+type Pending = Mutex<HashMap<u64, oneshot::Sender<Frame>>>;
+
+/// The caller's end of one connection.
+struct Connection {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Arc<Pending>,
+    next_id: AtomicU64,
+    closed: Arc<AtomicBool>,
+}
+
+impl Connection {
+    fn start(stream: UnixStream, spin: Duration) -> io::Result<Connection> {
+        let socket = socket(stream)?;
+        let (frames, queued) = mpsc::unbounded_channel();
+        let pending: Arc<Pending> = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(write_frames(socket.clone(), queued));
+        let mut reader = FrameReader::new(socket, spin);
+        let (reader_pending, reader_closed) = (pending.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(frame)) = reader.next().await {
+                if let Some(waiter) = lock(&reader_pending).remove(&frame.id) {
+                    let _ = waiter.send(frame);
+                }
+            }
+            // Waiters see their sender dropped: the connection is gone.
+            reader_closed.store(true, Ordering::Release);
+            lock(&reader_pending).clear();
+        });
+        Ok(Connection {
+            frames,
+            pending,
+            next_id: AtomicU64::new(0),
+            closed,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.frames.is_closed()
+    }
+}
+
+/// Sends CANCEL for a call whose caller stopped waiting.
+struct CancelOnDrop<'a> {
+    connection: &'a Connection,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.done
+            && lock(&self.connection.pending).remove(&self.id).is_some()
+            && let Ok(frame) = FrameBuf::new(CANCEL, self.id).finish()
+        {
+            let _ = self.connection.frames.send(frame);
+        }
+    }
+}
+
+/// The nodes of another process, reached over its socket.
+pub struct Remote {
+    socket: PathBuf,
+    spin: Duration,
+    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl Remote {
+    pub fn new(socket: &Path, spin: Duration) -> Remote {
+        Remote {
+            socket: socket.to_path_buf(),
+            spin,
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The open connection, else a new one once the process listens
+    /// (wait-for-ready); the caller's deadline bounds the wait.
+    async fn connection(&self, router: &Router) -> Result<Arc<Connection>, CallError> {
+        let mut current = self.connection.lock().await;
+        if let Some(connection) = current.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(connection.clone());
+        }
+        let mut backoff = Duration::from_micros(500);
+        loop {
+            match UnixStream::connect(&self.socket).await {
+                Ok(stream) => {
+                    let connection = Connection::start(stream, self.spin)
+                        .map(Arc::new)
+                        .map_err(|e| CallError::Unreachable(format!("transport: {e}")))?;
+                    *current = Some(connection.clone());
+                    return Ok(connection);
+                }
+                Err(_) if router.stop_signal().is_stopping() => return Err(CallError::Stopping),
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// Send one call. A call sent once is never sent again: if the process
+    /// dies under it, the caller gets an error, and later calls wait for
+    /// the process to be back (if it is restarted).
+    pub async fn call(&self, router: &Router, target: u32, func: FuncKey, args: Payload) -> Reply {
+        let signature = router.signature(func);
+        let connection = self.connection(router).await?;
+        let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame = FrameBuf::new(CALL, id);
+        frame.0.extend_from_slice(&target.to_le_bytes());
+        frame.0.extend_from_slice(&func.0.to_le_bytes());
+        frame.0.push(0);
+        let typed = signature
+            .encode_args_into(&args, &mut frame.0)
+            .map_err(|e| CallError::Unreachable(format!("cannot encode arguments: {e}")))?;
+        frame.0[HEADER + 8] = typed as u8;
+        let frame = frame
+            .finish()
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+
+        let (waiter, reply) = oneshot::channel();
+        lock(&connection.pending).insert(id, waiter);
+        if connection.is_closed() {
+            lock(&connection.pending).remove(&id);
+            return Err(lost(router));
+        }
+        let mut cancel = CancelOnDrop {
+            connection: &connection,
+            id,
+            done: false,
+        };
+        if connection.frames.send(frame).is_err() {
+            return Err(lost(router));
+        }
+        let reply = reply.await;
+        cancel.done = true;
+        match reply {
+            Ok(Frame {
+                kind: RESULTS,
+                body,
+                ..
+            }) => signature
+                .decode_results(&body, typed)
+                .map_err(|e| CallError::Unreachable(format!("cannot decode the reply: {e}"))),
+            Ok(Frame {
+                kind: ERROR, body, ..
+            }) => Err(parse_error(&body)),
+            Ok(_) => Err(CallError::Unreachable("unexpected reply".into())),
+            Err(_) => Err(lost(router)),
+        }
+    }
+}
+
+/// The error for a call whose connection broke under it.
+fn lost(router: &Router) -> CallError {
+    if router.stop_signal().is_stopping() {
+        CallError::Stopping
+    } else {
+        CallError::Unreachable("transport: the connection to the target's process was lost".into())
+    }
+}
+
+/// Serve calls into `router`'s local nodes until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    router: Arc<Router>,
+    spin: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.context("cannot accept a connection")?;
+                match socket(stream) {
+                    Ok(socket) => {
+                        tokio::spawn(serve_connection(socket, router.clone(), spin));
+                    }
+                    Err(e) => tracing::warn!("dropping a courier connection: {e}"),
+                }
+            }
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+/// Serve the calls arriving on one connection, each as a task of its own
+/// (a CANCEL aborts it).
+async fn serve_connection(socket: Socket, router: Arc<Router>, spin: Duration) {
+    let (frames, queued) = mpsc::unbounded_channel();
+    tokio::spawn(write_frames(socket.clone(), queued));
+    let calls: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Arc::default();
+    let mut reader = FrameReader::new(socket, spin);
+    while let Ok(Some(Frame { kind, id, body })) = reader.next().await {
+        match kind {
+            CALL => {
+                let (router, frames, finished) = (router.clone(), frames.clone(), calls.clone());
+                // Registered before the task can run, so it can always
+                // remove itself.
+                let mut running = lock(&calls);
+                let task = tokio::spawn(async move {
+                    let reply = serve_call(&router, id, &body).await;
+                    lock(&finished).remove(&id);
+                    let _ = frames.send(reply);
+                });
+                running.insert(id, task.abort_handle());
+            }
+            CANCEL => {
+                if let Some(call) = lock(&calls).remove(&id) {
+                    call.abort();
+                }
+            }
+            _ => break,
+        }
+    }
+    // The caller is gone: so are the calls it was waiting for.
+    for (_, call) in lock(&calls).drain() {
+        call.abort();
+    }
+}
+
+/// Run one call; its reply frame.
+async fn serve_call(router: &Router, id: u64, body: &[u8]) -> Vec<u8> {
+    let outcome = async {
+        let (header, args) = body
+            .split_at_checked(9)
+            .ok_or_else(|| CallError::Unreachable("truncated call".into()))?;
+        let target = u32::from_le_bytes(header[..4].try_into().unwrap());
+        let func = FuncKey(u32::from_le_bytes(header[4..8].try_into().unwrap()));
+        let typed = header[8] != 0;
+        let signature = router.signature_of_received(func)?;
+        let args = signature
+            .decode_args(args, typed)
+            .map_err(|e| CallError::Unreachable(format!("cannot decode arguments: {e}")))?;
+        // The caller's side keeps the deadline.
+        let results = router.call_with_deadline(target, func, args, None).await?;
+        let mut frame = FrameBuf::new(RESULTS, id);
+        signature
+            .encode_results_into(&results, &mut frame.0)
+            .map_err(|e| CallError::Unreachable(format!("cannot encode results: {e}")))?;
+        frame
+            .finish()
+            .map_err(|e| CallError::Unreachable(e.to_string()))
+    }
+    .await;
+    outcome.unwrap_or_else(|e| {
+        error_frame(id, &e)
+            .finish()
+            .expect("an error frame is small")
+    })
+}

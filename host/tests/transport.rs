@@ -1,0 +1,228 @@
+//! The courier transports between processes (framed socket and gRPC), seen
+//! from the router: a server process's router holds a node whose mailbox
+//! this test reads, a client router reaches it over a real Unix socket.
+//! Checks what the components cannot show directly: a caller dropping its
+//! call reaches the callee, replies are routed to the right caller, and a
+//! hostile function key is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lp_host::courier::{
+    CallError, FuncKey, FuncTable, Mailbox, Payload, Placement, Router, Signature, Transport, Wire,
+    grpc, socket,
+};
+use lp_host::stop::StopSignal;
+
+const TRANSPORTS: [Transport; 2] = [Transport::Socket, Transport::Grpc];
+
+/// A function of no arguments and no results (nothing to encode).
+fn funcs() -> (Arc<FuncTable>, FuncKey) {
+    let mut table = FuncTable::default();
+    let key = table.intern(
+        "svc",
+        "ping",
+        Signature {
+            args: vec![],
+            result: None,
+            typed: None,
+        },
+    );
+    (Arc::new(table), key)
+}
+
+struct Pair {
+    client: Router,
+    mailbox: Mailbox,
+    _dir: tempfile::TempDir,
+}
+
+/// A server with one local node (its mailbox returned) on a fresh socket,
+/// and a client router that reaches it.
+async fn pair(transport: Transport) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w0.sock");
+    let (funcs, _) = funcs();
+    let wire = Wire {
+        transport,
+        spin: Duration::from_micros(20),
+    };
+    let (server, mut mailboxes) = Router::new(
+        vec!["node".into()],
+        &[Placement::Local],
+        wire,
+        funcs.clone(),
+        Arc::new(StopSignal::new()),
+        None,
+    );
+    let listener = grpc::bind(&path).unwrap();
+    let server = Arc::new(server);
+    let never = std::future::pending::<()>();
+    tokio::spawn(async move {
+        match transport {
+            Transport::Socket => socket::serve(listener, server, wire.spin, never).await,
+            Transport::Grpc => grpc::serve(listener, server, never).await,
+        }
+    });
+    let (client, _) = Router::new(
+        vec!["node".into()],
+        &[Placement::Remote(path)],
+        wire,
+        funcs,
+        Arc::new(StopSignal::new()),
+        None,
+    );
+    Pair {
+        client,
+        mailbox: mailboxes.remove(0).unwrap(),
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_dropped_call_is_cancelled_at_the_callee() {
+    let (_, key) = funcs();
+    for transport in TRANSPORTS {
+        let Pair {
+            client,
+            mut mailbox,
+            _dir,
+        } = pair(transport).await;
+        // The caller gives up after 200 ms (its future is dropped).
+        let call = client.call_with_deadline(
+            0,
+            key,
+            Payload::Vals(vec![]),
+            Some(Duration::from_millis(200)),
+        );
+        let (outcome, mut request) = tokio::join!(call, async {
+            tokio::time::timeout(Duration::from_secs(5), mailbox.recv())
+                .await
+                .expect("the call reaches the node")
+                .unwrap()
+        });
+        assert_eq!(outcome.err(), Some(CallError::Timeout), "{transport:?}");
+        // The callee learns that nobody waits for this reply any more (a
+        // node skips such calls if it has not started them).
+        tokio::time::timeout(Duration::from_secs(5), request.reply.closed())
+            .await
+            .unwrap_or_else(|_| panic!("{transport:?}: the cancel never reached the callee"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn concurrent_replies_reach_their_own_callers() {
+    let (_, key) = funcs();
+    for transport in TRANSPORTS {
+        let Pair {
+            client,
+            mut mailbox,
+            _dir,
+        } = pair(transport).await;
+        // Answer the calls in reverse order of arrival, the first with an
+        // error: each caller must get its own reply.
+        let server = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for _ in 0..3 {
+                requests.push(mailbox.recv().await.unwrap());
+            }
+            for (i, request) in requests.into_iter().enumerate().rev() {
+                let reply = match i {
+                    0 => Err(CallError::RemoteTrap("first".into())),
+                    _ => Ok(Payload::Vals(vec![])),
+                };
+                let _ = request.reply.send(reply);
+            }
+        });
+        let call = || client.call(0, key, Payload::Vals(vec![]));
+        let first = call();
+        tokio::pin!(first);
+        // Make sure the first call is sent first.
+        let started = tokio::time::timeout(Duration::from_millis(100), &mut first).await;
+        assert!(
+            started.is_err(),
+            "{transport:?}: no reply before the others"
+        );
+        let (a, b, c) = tokio::join!(first, call(), call());
+        assert_eq!(
+            a.err(),
+            Some(CallError::RemoteTrap("first".into())),
+            "{transport:?}"
+        );
+        assert!(b.is_ok() && c.is_ok(), "{transport:?}");
+        server.await.unwrap();
+    }
+}
+
+/// A raw frame of the socket transport: length, kind, id, body.
+fn frame(kind: u8, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = ((1 + 8 + body.len()) as u32).to_le_bytes().to_vec();
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Send `bytes` on a new connection, close our side, read all that comes back.
+async fn exchange(path: std::path::PathBuf, bytes: Vec<u8>) -> Vec<u8> {
+    use std::io::{Read, Write};
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(&bytes).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        stream
+            .read_to_end(&mut reply)
+            .expect("the server answers or closes");
+        reply
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn hostile_frames_get_an_error_or_a_closed_connection_never_a_panic() {
+    let Pair {
+        client,
+        mut mailbox,
+        _dir,
+    } = pair(Transport::Socket).await;
+    let path = _dir.path().join("w0.sock");
+
+    // A call to a function key nobody has: an ERROR frame (kind 2) naming it.
+    let mut body = 0u32.to_le_bytes().to_vec();
+    body.extend_from_slice(&99u32.to_le_bytes());
+    body.push(0);
+    let reply = exchange(path.clone(), frame(0, 7, &body)).await;
+    assert_eq!(reply.get(4), Some(&2), "an ERROR frame: {reply:?}");
+    assert_eq!(u64::from_le_bytes(reply[5..13].try_into().unwrap()), 7);
+    let message = String::from_utf8_lossy(&reply[14..]).into_owned();
+    assert!(message.contains("no function has key 99"), "{message}");
+
+    // A truncated call, an unknown kind, a length over the limit, half a
+    // header: an error reply or a closed connection.
+    for bytes in [
+        frame(0, 1, &[1, 2]),
+        frame(9, 1, &[]),
+        u32::MAX.to_le_bytes().to_vec(),
+        vec![5, 0],
+    ] {
+        let reply = exchange(path.clone(), bytes.clone()).await;
+        assert!(
+            reply.is_empty() || reply[4] == 2,
+            "{bytes:?}: no reply, or an error: {reply:?}"
+        );
+    }
+
+    // The server still serves honest callers.
+    let (_, key) = funcs();
+    let (outcome, request) = tokio::join!(client.call(0, key, Payload::Vals(vec![])), async {
+        let request = mailbox.recv().await.unwrap();
+        let _ = request.reply.send(Ok(Payload::Vals(vec![])));
+    });
+    let () = request;
+    assert!(outcome.is_ok(), "{:?}", outcome.err());
+}
