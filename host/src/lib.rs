@@ -15,6 +15,7 @@ pub mod program;
 pub mod sandbox;
 pub mod stop;
 pub mod terminal;
+pub mod testing;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -27,6 +27,7 @@ use super::{LaunchOptions, Plan, lock};
 use crate::courier::grpc::proto::control_server::{Control as ControlService, ControlServer};
 use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self};
+use crate::courier::{Placement, Router, Wire};
 use crate::stop::StopSignal;
 
 /// Where the lp-host binary is, to start workers from.
@@ -182,12 +183,35 @@ pub fn launch(
         }));
     }
 
+    // The launcher reaches every node too (tests call them).
+    let router = {
+        let _enter = runtime.enter();
+        let placements: Vec<Placement> = sockets.iter().cloned().map(Placement::Remote).collect();
+        let wire = Wire {
+            transport: options.transport,
+            spin: options.spin,
+        };
+        let names = program.nodes.iter().map(|n| n.name.clone()).collect();
+        let funcs = plan.funcs.clone();
+        Arc::new(
+            Router::new(
+                names,
+                &placements,
+                wire,
+                funcs,
+                stop.clone(),
+                program.call_timeout,
+            )
+            .0,
+        )
+    };
     supervisor::start(
         plan,
         events,
         control,
         stop,
         options.termination_notice,
+        router,
         move || {
             for watcher in watchers {
                 let _ = watcher.join();

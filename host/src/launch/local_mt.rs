@@ -21,15 +21,30 @@ use crate::stop::StopSignal;
 pub struct RunningProgram {
     handle: ProgramHandle,
     supervisor: std::thread::JoinHandle<Outcome>,
+    /// Reaches every node from the launcher (for tests).
+    router: Arc<Router>,
 }
 
 impl RunningProgram {
-    pub(super) fn new(handle: ProgramHandle, supervisor: std::thread::JoinHandle<Outcome>) -> Self {
-        RunningProgram { handle, supervisor }
+    pub(super) fn new(
+        handle: ProgramHandle,
+        supervisor: std::thread::JoinHandle<Outcome>,
+        router: Arc<Router>,
+    ) -> Self {
+        RunningProgram {
+            handle,
+            supervisor,
+            router,
+        }
     }
 
     pub fn handle(&self) -> ProgramHandle {
         self.handle.clone()
+    }
+
+    /// Calls any node of the program by id.
+    pub fn router(&self) -> Arc<Router> {
+        self.router.clone()
     }
 
     /// Wait for the program to end.
@@ -79,6 +94,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         control,
         stop,
         options.termination_notice,
+        router,
         move || {
             pool.close();
             drop(timers);

@@ -91,6 +91,15 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
             }
         }
     }
+    // Every exported function too (in the same order in every process), so
+    // a launcher or a test can call any node, not only through a client.
+    for (_, interface) in &loaded {
+        for service in &interface.services {
+            for f in &service.functions {
+                funcs.intern(&service.name, &f.name, export_signature(f));
+            }
+        }
+    }
     let mut components = Vec::new();
     for ((component, interface), file) in loaded.into_iter().zip(&files) {
         let prepared = PreparedComponent::new(sandbox.engine(), &component, interface, &funcs)
@@ -114,6 +123,16 @@ fn signature_of(f: &crate::sandbox::Function) -> Signature {
         Some(Type::Result(r)) => r.ok(),
         _ => None,
     };
+    signature(args, result)
+}
+
+/// The same for an exported function, called directly.
+fn export_signature(f: &crate::sandbox::Function) -> Signature {
+    let args: Vec<Type> = f.params().into_iter().map(|(_, t)| t).collect();
+    signature(args, f.results().first().cloned())
+}
+
+fn signature(args: Vec<Type>, result: Option<Type>) -> Signature {
     let typed =
         shape_for(&args, result.as_ref()).map(|shape| shape as std::sync::Arc<dyn TypedWire>);
     Signature {

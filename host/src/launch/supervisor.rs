@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result};
 use super::local_mt::{RunningProgram, nodes_with_run};
 use super::node::{Control, NodeEvent};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
+use crate::courier::Router;
 use crate::stop::StopSignal;
 
 /// How often wasm is checked for interruption (epoch tick).
@@ -27,6 +28,7 @@ pub(super) fn start(
     control: Arc<Control>,
     stop: Arc<StopSignal>,
     notice: Option<Duration>,
+    router: Arc<Router>,
     teardown: impl FnOnce() + Send + 'static,
 ) -> Result<RunningProgram> {
     let handle = ProgramHandle::new(stop);
@@ -47,7 +49,7 @@ pub(super) fn start(
             outcome
         })
         .context("cannot start the supervisor thread")?;
-    Ok(RunningProgram::new(handle, thread))
+    Ok(RunningProgram::new(handle, thread, router))
 }
 
 struct Supervisor {

@@ -1,0 +1,509 @@
+//! Testing programs from Rust: load a program (with overrides), disable
+//! `run` on chosen nodes, launch it in this process (`TestLaunch::Mt`) or in
+//! worker processes (`TestLaunch::Mp`), call any node's exported functions,
+//! trigger or wait for the stop, and read each node's output.
+//!
+//! ```no_run
+//! use lp_host::testing::{TestLaunch, TestProgram};
+//!
+//! let run = TestProgram::new("examples/consumer_producers/program.toml")
+//!     .set("producer.replicas=3")
+//!     .disable_run("consumer")
+//!     .launch(TestLaunch::Mt)
+//!     .unwrap();
+//! let got: Vec<u64> = run.node("consumer").unwrap().call("step", (4u64,)).unwrap();
+//! assert_eq!(got, vec![4, 4, 4]);
+//! ```
+//!
+//! A node that fails makes the calls that reach it fail with its name and
+//! error, makes [`TestRun::wait`] return that error, and, if the test never
+//! looked, fails the test when the [`TestRun`] is dropped. Dropping a
+//! [`TestRun`] stops the program at once and waits for every thread and
+//! worker process to end.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use wasmtime::component::Val;
+
+use crate::courier::{FuncKey, Payload, Router};
+use crate::launch::{self, LaunchOptions, Outcome, ProgramHandle, local_mt::RunningProgram};
+use crate::output::Output;
+use crate::program::{self, Override};
+use crate::sandbox::Sandbox;
+
+/// Where a test's nodes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestLaunch {
+    /// In this process, as local_mt runs them (test_mt).
+    Mt,
+    /// A worker process per node or colocation group, as local_mp runs them
+    /// (test_mp). Needs the `lp-host` binary: `$LP_HOST_EXE`, else the one
+    /// cargo built beside the test binary.
+    Mp,
+}
+
+/// A program to launch for a test.
+#[derive(Clone, Debug)]
+pub struct TestProgram {
+    path: PathBuf,
+    overrides: Vec<String>,
+    run_disabled: Vec<String>,
+    cache_dir: Option<PathBuf>,
+    call_timeout: Duration,
+}
+
+impl TestProgram {
+    /// The program at `path` (a program.toml).
+    pub fn new(path: impl AsRef<Path>) -> TestProgram {
+        TestProgram {
+            path: path.as_ref().to_path_buf(),
+            overrides: Vec::new(),
+            run_disabled: Vec::new(),
+            cache_dir: None,
+            call_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Change a setting, as `lp-host run --set` does (e.g.
+    /// `producer.replicas=3`); a bad one is reported by [`Self::launch`].
+    pub fn set(mut self, setting: &str) -> TestProgram {
+        self.overrides.push(setting.to_string());
+        self
+    }
+
+    /// Do not call this node's `run`: it only serves calls.
+    pub fn disable_run(mut self, node: &str) -> TestProgram {
+        self.run_disabled.push(node.to_string());
+        self
+    }
+
+    /// Where compiled components are cached (default: `$LP_CACHE_DIR`, else
+    /// `~/.cache/lp`).
+    pub fn cache_dir(mut self, dir: impl AsRef<Path>) -> TestProgram {
+        self.cache_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// How long a call from the test may take (default 60 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> TestProgram {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Build, check and start the program.
+    pub fn launch(self, how: TestLaunch) -> Result<TestRun> {
+        let overrides: Vec<Override> = self
+            .overrides
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, String>>()
+            .map_err(|e| anyhow!("bad setting: {e}"))?;
+        let mut program = program::load(&self.path, &overrides).map_err(|d| anyhow!("{d}"))?;
+        for name in &self.run_disabled {
+            if program.disable_run(name) == 0 {
+                bail!(
+                    "cannot disable run of `{name}`: the program has no such node\n  help: nodes are {}",
+                    node_names(
+                        &program
+                            .nodes
+                            .iter()
+                            .map(|n| n.name.clone())
+                            .collect::<Vec<_>>()
+                    )
+                );
+            }
+        }
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .or_else(|| std::env::var_os("LP_CACHE_DIR").map(PathBuf::from));
+        let plan = launch::plan(program, Arc::new(Sandbox::new(cache_dir.clone())?))?;
+        let output = Output::capture();
+        let options = LaunchOptions {
+            output: output.clone(),
+            ..LaunchOptions::default()
+        };
+        let running = match how {
+            TestLaunch::Mt => launch::local_mt::launch(&plan, options)?,
+            TestLaunch::Mp => {
+                if std::env::var_os("LP_HOST_EXE").is_none() {
+                    // SAFETY: tests set this before any worker is started;
+                    // nothing else in the host reads it concurrently.
+                    unsafe { std::env::set_var("LP_HOST_EXE", lp_host_exe()?) };
+                }
+                launch::local_mp::launch(&plan, options, cache_dir)?
+            }
+        };
+        let nodes = plan
+            .program
+            .nodes
+            .iter()
+            .map(|n| TestNodeInfo {
+                name: n.name.clone(),
+                functions: plan.components[n.component]
+                    .interface
+                    .services
+                    .iter()
+                    .flat_map(|s| {
+                        s.functions.iter().filter_map(|f| {
+                            let key = plan.funcs.get(&s.name, &f.name)?;
+                            Some((s.name.clone(), f.name.clone(), key))
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        let calls = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the test's call runtime")?;
+        Ok(TestRun {
+            handle: running.handle(),
+            router: running.router(),
+            running: Some(running),
+            calls,
+            output,
+            nodes,
+            call_timeout: self.call_timeout,
+        })
+    }
+}
+
+/// The `lp-host` binary for worker processes: the one cargo built in the
+/// same target directory as this test binary.
+fn lp_host_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("lp-host"))
+        .collect::<Vec<_>>();
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!(
+                "TestLaunch::Mp needs the lp-host binary for its worker processes, and none is beside {}\n  help: run `cargo build -p lp-host` first, or set LP_HOST_EXE to its path",
+                exe.display()
+            )
+        })
+}
+
+fn node_names(names: &[String]) -> String {
+    names.join(", ")
+}
+
+struct TestNodeInfo {
+    name: String,
+    /// Every function the node exports: (interface, function, key).
+    functions: Vec<(String, String, FuncKey)>,
+}
+
+/// A program launched by a test.
+pub struct TestRun {
+    running: Option<RunningProgram>,
+    handle: ProgramHandle,
+    router: Arc<Router>,
+    /// Drives the calls the test makes.
+    calls: tokio::runtime::Runtime,
+    output: Output,
+    nodes: Vec<TestNodeInfo>,
+    call_timeout: Duration,
+}
+
+impl TestRun {
+    /// A client for the node called `name` (e.g. `consumer`, `producer/2`).
+    pub fn node(&self, name: &str) -> Result<TestNode<'_>> {
+        let id = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| {
+                let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+                anyhow!(
+                    "the program has no node `{name}`\n  help: nodes are {}",
+                    node_names(&names)
+                )
+            })?;
+        Ok(TestNode {
+            run: self,
+            id: id as u32,
+        })
+    }
+
+    /// Ask the program to stop, as a node's `stop()` does.
+    pub fn stop(&self) {
+        self.handle.stop();
+    }
+
+    /// Wait for the program to end (after a stop, or when every `run` has
+    /// finished). A node that failed is an error naming it.
+    pub fn wait(mut self) -> Result<Outcome> {
+        let outcome = self.running.take().expect("not yet waited for").wait();
+        failure(&outcome).map_or(Ok(outcome), Err)
+    }
+
+    /// The lines node `name` printed or logged so far, in order.
+    pub fn output(&self, name: &str) -> Vec<String> {
+        self.output
+            .lines()
+            .into_iter()
+            .filter(|l| l.node == name)
+            .map(|l| l.text)
+            .collect()
+    }
+
+    /// Every line every node printed so far, in order, as `[node] text`.
+    pub fn all_output(&self) -> Vec<String> {
+        self.output
+            .lines()
+            .into_iter()
+            .map(|l| format!("[{}] {}", l.node, l.text))
+            .collect()
+    }
+}
+
+/// The error for an outcome in which nodes failed.
+fn failure(outcome: &Outcome) -> Option<anyhow::Error> {
+    if outcome.failures.is_empty() {
+        return None;
+    }
+    let failures: Vec<String> = outcome
+        .failures
+        .iter()
+        .map(|f| format!("node {} failed: {}", f.node, f.error))
+        .collect();
+    Some(anyhow!("{}", failures.join("\n")))
+}
+
+impl Drop for TestRun {
+    fn drop(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        self.handle.kill();
+        let outcome = running.wait();
+        if let Some(error) = failure(&outcome)
+            && !std::thread::panicking()
+        {
+            panic!("{error}");
+        }
+    }
+}
+
+/// One node of a [`TestRun`], to call.
+pub struct TestNode<'a> {
+    run: &'a TestRun,
+    id: u32,
+}
+
+impl TestNode<'_> {
+    fn name(&self) -> &str {
+        &self.run.nodes[self.id as usize].name
+    }
+
+    /// The key of `function`: a bare name (`step`) if only one exported
+    /// interface has it, else `interface.function` where `interface` is the
+    /// interface's name or its end (`consumer.step`).
+    fn key(&self, function: &str) -> Result<FuncKey> {
+        let info = &self.run.nodes[self.id as usize];
+        let (interface, name) = match function.rsplit_once('.') {
+            Some((i, f)) => (Some(i), f),
+            None => (None, function),
+        };
+        let matches: Vec<&(String, String, FuncKey)> = info
+            .functions
+            .iter()
+            .filter(|(i, f, _)| {
+                f == name
+                    && interface.is_none_or(|want| {
+                        let short = i.split('@').next().unwrap_or(i);
+                        i == want || short == want || short.ends_with(&format!("/{want}"))
+                    })
+            })
+            .collect();
+        match matches.as_slice() {
+            [(_, _, key)] => Ok(*key),
+            [] => {
+                let exported: Vec<String> = info
+                    .functions
+                    .iter()
+                    .map(|(i, f, _)| format!("{i}.{f}"))
+                    .collect();
+                bail!(
+                    "node {} exports no function `{function}`\n  help: it exports {}",
+                    info.name,
+                    if exported.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        exported.join(", ")
+                    }
+                )
+            }
+            _ => bail!(
+                "node {}: `{function}` is in several interfaces\n  help: name it as interface.{name}",
+                info.name
+            ),
+        }
+    }
+
+    /// Call `function` with dynamic values; its result, if it has one.
+    pub fn call_vals(&self, function: &str, args: Vec<Val>) -> Result<Option<Val>> {
+        let key = self.key(function)?;
+        let router = &self.run.router;
+        let reply = self.run.calls.block_on(router.call_with_deadline(
+            self.id,
+            key,
+            Payload::Vals(args),
+            Some(self.run.call_timeout),
+        ));
+        match reply {
+            Ok(Payload::Vals(mut results)) => Ok(results.pop()),
+            Ok(Payload::Typed(_)) => {
+                bail!("{}.{function}: a reply of an unexpected form", self.name())
+            }
+            Err(e) => bail!("calling {}.{function}: {e}", self.name()),
+        }
+    }
+
+    /// Call `function` with Rust values (a tuple of arguments) and convert
+    /// its result, e.g. `node.call::<Vec<u64>>("step", (3u64,))`.
+    pub fn call<R: FromVal>(&self, function: &str, args: impl IntoArgs) -> Result<R> {
+        let result = self.call_vals(function, args.into_args())?;
+        R::from_result(result).with_context(|| format!("the result of {}.{function}", self.name()))
+    }
+}
+
+/// A Rust value as a component value.
+pub trait IntoVal {
+    fn into_val(self) -> Val;
+}
+
+/// A component value as a Rust value.
+pub trait FromVal: Sized {
+    fn from_val(val: Val) -> Result<Self>;
+
+    /// From a function's (optional) result.
+    fn from_result(result: Option<Val>) -> Result<Self> {
+        Self::from_val(result.context("the function returns nothing")?)
+    }
+}
+
+macro_rules! scalar {
+    ($($ty:ty => $variant:ident),* $(,)?) => {$(
+        impl IntoVal for $ty {
+            fn into_val(self) -> Val {
+                Val::$variant(self)
+            }
+        }
+        impl FromVal for $ty {
+            fn from_val(val: Val) -> Result<Self> {
+                match val {
+                    Val::$variant(v) => Ok(v),
+                    other => bail!("expected {}, got {other:?}", stringify!($ty)),
+                }
+            }
+        }
+    )*};
+}
+
+scalar!(bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64, i8 => S8, i16 => S16,
+    i32 => S32, i64 => S64, f32 => Float32, f64 => Float64, char => Char, String => String);
+
+impl IntoVal for &str {
+    fn into_val(self) -> Val {
+        Val::String(self.to_string())
+    }
+}
+
+impl IntoVal for Val {
+    fn into_val(self) -> Val {
+        self
+    }
+}
+
+impl FromVal for Val {
+    fn from_val(val: Val) -> Result<Self> {
+        Ok(val)
+    }
+}
+
+impl<T: IntoVal> IntoVal for Vec<T> {
+    fn into_val(self) -> Val {
+        Val::List(self.into_iter().map(IntoVal::into_val).collect())
+    }
+}
+
+impl<T: FromVal> FromVal for Vec<T> {
+    fn from_val(val: Val) -> Result<Self> {
+        match val {
+            Val::List(items) => items.into_iter().map(T::from_val).collect(),
+            other => bail!("expected a list, got {other:?}"),
+        }
+    }
+}
+
+impl<T: IntoVal> IntoVal for Option<T> {
+    fn into_val(self) -> Val {
+        Val::Option(self.map(|v| Box::new(v.into_val())))
+    }
+}
+
+impl<T: FromVal> FromVal for Option<T> {
+    fn from_val(val: Val) -> Result<Self> {
+        match val {
+            Val::Option(v) => v.map(|v| T::from_val(*v)).transpose(),
+            other => bail!("expected an option, got {other:?}"),
+        }
+    }
+}
+
+impl<T: FromVal, E: FromVal> FromVal for std::result::Result<T, E> {
+    fn from_val(val: Val) -> Result<Self> {
+        match val {
+            Val::Result(Ok(v)) => T::from_result(v.map(|v| *v)).map(Ok),
+            Val::Result(Err(e)) => E::from_result(e.map(|e| *e)).map(Err),
+            other => bail!("expected a result, got {other:?}"),
+        }
+    }
+}
+
+impl FromVal for () {
+    fn from_val(val: Val) -> Result<Self> {
+        bail!("expected nothing, got {val:?}")
+    }
+
+    fn from_result(result: Option<Val>) -> Result<Self> {
+        result.map_or(Ok(()), Self::from_val)
+    }
+}
+
+/// A function's arguments: a tuple of [`IntoVal`]s, or a `Vec<Val>`.
+pub trait IntoArgs {
+    fn into_args(self) -> Vec<Val>;
+}
+
+impl IntoArgs for Vec<Val> {
+    fn into_args(self) -> Vec<Val> {
+        self
+    }
+}
+
+macro_rules! tuple_args {
+    ($(($($name:ident),*)),* $(,)?) => {$(
+        impl<$($name: IntoVal),*> IntoArgs for ($($name,)*) {
+            #[allow(non_snake_case)]
+            fn into_args(self) -> Vec<Val> {
+                let ($($name,)*) = self;
+                vec![$($name.into_val()),*]
+            }
+        }
+    )*};
+}
+
+tuple_args!((), (A), (A, B), (A, B, C), (A, B, C, D));
