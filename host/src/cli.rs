@@ -162,15 +162,35 @@ fn run(args: RunArgs) -> i32 {
             transport: args.courier,
             ..LaunchOptions::default()
         };
+        // Ctrl-C is caught from before the launch: one that comes while
+        // the nodes start is applied as soon as there is a program to stop.
+        let interrupts: Arc<std::sync::Mutex<(Option<launch::ProgramHandle>, u32)>> =
+            Arc::default();
+        {
+            let interrupts = interrupts.clone();
+            if let Err(e) = ctrlc::set_handler(move || {
+                let mut slot = interrupts.lock().unwrap_or_else(|p| p.into_inner());
+                match &slot.0 {
+                    Some(handle) => handle.interrupt(),
+                    None => slot.1 += 1,
+                }
+            }) {
+                tracing::warn!("Ctrl-C will not stop the program gracefully: {e}");
+            }
+        }
         let running = match args.launch {
             LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
             LaunchType::LocalMp => {
                 launch::local_mp::launch(&plan, options, args.cache_dir.clone())?
             }
         };
-        let handle = running.handle();
-        if let Err(e) = ctrlc::set_handler(move || handle.interrupt()) {
-            tracing::warn!("Ctrl-C will not stop the program gracefully: {e}");
+        {
+            let mut slot = interrupts.lock().unwrap_or_else(|p| p.into_inner());
+            let handle = running.handle();
+            for _ in 0..slot.1 {
+                handle.interrupt();
+            }
+            slot.0 = Some(handle);
         }
         anyhow::Ok(running.wait())
     })();
