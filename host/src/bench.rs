@@ -73,6 +73,10 @@ const CONFIGS_MP: &[&str] = &[
 ];
 
 pub fn main(args: BenchArgs) -> i32 {
+    if args.launch == LaunchType::TestMt {
+        eprintln!("error: bench measures local_mt and local_mp, not test_mt");
+        return 2;
+    }
     let result = match &args.child {
         Some(config) => child(&args, config).map(|v| println!("{v}")),
         None => parent(&args),
@@ -105,7 +109,7 @@ fn parent(args: &BenchArgs) -> Result<()> {
 
     let configs: Vec<&str> = if args.only.is_empty() {
         match args.launch {
-            LaunchType::LocalMt => CONFIGS.to_vec(),
+            LaunchType::LocalMt | LaunchType::TestMt => CONFIGS.to_vec(),
             LaunchType::LocalMp => CONFIGS_MP.to_vec(),
         }
     } else {
@@ -257,6 +261,7 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
     };
     let outcome = match args.launch {
         LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
+        LaunchType::TestMt => bail!("bench measures local_mt and local_mp, not test_mt"),
         LaunchType::LocalMp => launch::local_mp::launch(&plan, options, None)?,
     }
     .wait();

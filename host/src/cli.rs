@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run a program until a node calls stop(), every `run` finishes, a node fails, or Ctrl-C.
     Run(RunArgs),
+    /// Run a program under many seeds (deterministic test_mt runs) and list the failing ones.
+    Test(crate::explore::TestArgs),
     /// Measure courier calls and startup on the consumer_producers shape.
     Bench(crate::bench::BenchArgs),
     /// Internal: a local_mp worker process.
@@ -50,6 +52,18 @@ struct RunArgs {
     /// How nodes are placed.
     #[arg(long, value_enum, default_value = "local_mt")]
     launch: LaunchType,
+
+    /// test_mt: the seed of the scheduler, clocks and randomness (default: a new one, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// test_mt: how many faults (failed calls, crashed nodes) the seed may inject.
+    #[arg(long, default_value_t = 0)]
+    faults: u32,
+
+    /// test_mt: write the run's trace (every step, call, return, output line) to FILE.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 
     /// How calls travel between processes under local_mp.
     #[arg(long, value_enum, default_value = "socket")]
@@ -123,9 +137,44 @@ pub fn main() -> i32 {
     init_tracing(cli.verbose);
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Test(args) => crate::explore::main(args),
         Command::Bench(args) => crate::bench::main(args),
         Command::Worker { spec } => crate::launch::worker::main(&spec),
     }
+}
+
+/// A deterministic run: the seed first, then the program; on failure the
+/// command that replays it.
+fn run_seeded(
+    args: &RunArgs,
+    plan: &launch::Plan,
+    output: &Output,
+    notice: Option<Duration>,
+) -> anyhow::Result<launch::Outcome> {
+    let seed = args.seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_nanos() as u64 % 1_000_000
+    });
+    let settings = launch::seeded::Seeded {
+        faults: args.faults,
+        ..launch::seeded::Seeded::new(seed)
+    };
+    eprintln!("test_mt: seed {seed}");
+    let run = launch::seeded::run(plan, &settings, output, notice)?;
+    if let Some(file) = &args.trace {
+        std::fs::write(file, &run.trace)
+            .with_context(|| format!("cannot write the trace to {}", file.display()))?;
+        eprintln!("trace written to {}", file.display());
+    }
+    if !run.outcome.success() {
+        eprintln!(
+            "seed {seed} failed; replay it with:\n  {}",
+            launch::seeded::replay_command(&args.program, &plan.program.overrides, &settings)
+        );
+    }
+    Ok(run.outcome)
 }
 
 fn init_tracing(verbose: u8) {
@@ -152,13 +201,21 @@ fn run(args: RunArgs) -> i32 {
         }
     };
     let result = (|| {
-        let sandbox = Arc::new(Sandbox::new(args.cache_dir.clone())?);
+        let seeded = args.launch == LaunchType::TestMt;
+        let sandbox = Arc::new(match seeded {
+            true => Sandbox::deterministic(args.cache_dir.clone())?,
+            false => Sandbox::new(args.cache_dir.clone())?,
+        });
         let plan = launch::plan(program, sandbox)?;
         let notice = (args.termination_notice_secs >= 0.0)
             .then(|| Duration::from_secs_f64(args.termination_notice_secs));
+        let output = output_for(&args, &plan.program)?;
+        if seeded {
+            return run_seeded(&args, &plan, &output, notice);
+        }
         let options = LaunchOptions {
             termination_notice: notice,
-            output: output_for(&args, &plan.program)?,
+            output,
             transport: args.courier,
             ..LaunchOptions::default()
         };
@@ -179,7 +236,7 @@ fn run(args: RunArgs) -> i32 {
             }
         }
         let running = match args.launch {
-            LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
+            LaunchType::LocalMt | LaunchType::TestMt => launch::local_mt::launch(&plan, options)?,
             LaunchType::LocalMp => {
                 launch::local_mp::launch(&plan, options, args.cache_dir.clone())?
             }

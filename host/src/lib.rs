@@ -9,6 +9,7 @@ pub mod bench;
 pub mod builder;
 pub mod cli;
 pub mod courier;
+pub mod explore;
 pub mod launch;
 pub mod output;
 pub mod program;

@@ -29,6 +29,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use wasmtime::component::Val;
 
 use crate::courier::{FuncKey, Payload, Router};
+use crate::launch::seeded::{self, Seeded};
 use crate::launch::{self, LaunchOptions, Outcome, ProgramHandle, local_mt::RunningProgram};
 use crate::output::Output;
 use crate::program::{self, Override};
@@ -168,6 +169,72 @@ impl TestProgram {
             output,
             nodes,
             call_timeout: self.call_timeout,
+        })
+    }
+}
+
+/// A deterministic run (test_mt with a seed), ended.
+pub struct SeededRun {
+    pub seed: u64,
+    pub outcome: Outcome,
+    /// Every step, call, return, output line and fault, one per line; the
+    /// same for the same seed, byte for byte.
+    pub trace: String,
+    /// What the nodes printed or logged, as `[node] text`, in order.
+    pub output: Vec<String>,
+    /// The command that replays this run.
+    pub replay: String,
+}
+
+impl SeededRun {
+    /// Ok if no node failed; else an error naming the failures, the seed and
+    /// the command that replays the run.
+    pub fn check(&self) -> Result<()> {
+        match failure(&self.outcome) {
+            None => Ok(()),
+            Some(e) => Err(e.context(format!(
+                "seed {} failed; replay it with: {}",
+                self.seed, self.replay
+            ))),
+        }
+    }
+}
+
+impl TestProgram {
+    /// Run the program to its end on the seeded, deterministic scheduler
+    /// (as `lp-host run --launch test_mt --seed N --faults F`).
+    pub fn run_seeded(&self, seed: u64, faults: u32) -> Result<SeededRun> {
+        let overrides: Vec<Override> = self
+            .overrides
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, String>>()
+            .map_err(|e| anyhow!("bad setting: {e}"))?;
+        let mut program = program::load(&self.path, &overrides).map_err(|d| anyhow!("{d}"))?;
+        for name in &self.run_disabled {
+            program.disable_run(name);
+        }
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .or_else(|| std::env::var_os("LP_CACHE_DIR").map(PathBuf::from));
+        let plan = launch::plan(program, Arc::new(Sandbox::deterministic(cache_dir)?))?;
+        let settings = Seeded {
+            faults,
+            ..Seeded::new(seed)
+        };
+        let output = Output::capture();
+        let run = seeded::run(&plan, &settings, &output, Some(Duration::from_secs(10)))?;
+        Ok(SeededRun {
+            seed,
+            outcome: run.outcome,
+            trace: run.trace,
+            output: output
+                .lines()
+                .into_iter()
+                .map(|l| format!("[{}] {}", l.node, l.text))
+                .collect(),
+            replay: seeded::replay_command(&self.path, &self.overrides, &settings),
         })
     }
 }

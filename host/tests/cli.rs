@@ -165,3 +165,84 @@ fn a_second_ctrl_c_kills_at_once() {
     let out = wait_exit(child, 30);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_seeded_run_is_the_same_in_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let traces: Vec<(Vec<u8>, String)> = (0..2)
+        .map(|i| {
+            let trace = dir.path().join(format!("{i}.trace"));
+            let out = lp_host(&[
+                "run",
+                "examples/counter_race/program.toml",
+                "--launch",
+                "test_mt",
+                "--seed",
+                "4",
+                "--faults",
+                "1",
+                "--trace",
+                trace.to_str().unwrap(),
+            ]);
+            (std::fs::read(&trace).unwrap(), text(&out.stdout))
+        })
+        .collect();
+    assert!(!traces[0].0.is_empty());
+    assert_eq!(
+        traces[0], traces[1],
+        "two processes, one seed: one trace and output"
+    );
+}
+
+#[test]
+fn lp_host_test_lists_failing_seeds_with_their_replay_commands() {
+    let out = lp_host(&[
+        "test",
+        "examples/counter_race/program.toml",
+        "--seeds",
+        "1..30",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "some seeds fail: {stdout}");
+    let summary = stdout.lines().last().unwrap();
+    assert!(
+        summary.ends_with(" s)") && summary.contains(" of 30 seeds failed"),
+        "{summary}"
+    );
+    // Each failing seed is listed with a command that replays it, and the
+    // replay fails the same way, naming the seed.
+    let seed: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("seed ")?.split(':').next()?.parse().ok())
+        .expect("a failing seed");
+    assert!(stdout.contains(&format!(
+        "replay: lp-host run examples/counter_race/program.toml --launch test_mt --seed {seed}\n"
+    )));
+    let replay = lp_host(&[
+        "run",
+        "examples/counter_race/program.toml",
+        "--launch",
+        "test_mt",
+        "--seed",
+        &seed.to_string(),
+    ]);
+    assert_eq!(replay.status.code(), Some(1));
+    let stderr = text(&replay.stderr);
+    assert!(
+        stderr.contains("lost update") && stderr.contains(&format!("seed {seed} failed")),
+        "{stderr}"
+    );
+
+    let out = lp_host(&[
+        "test",
+        "examples/counter_race/program.toml",
+        "--seeds",
+        "9..2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("the range 9..2 is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+}

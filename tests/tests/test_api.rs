@@ -55,7 +55,10 @@ fn output_and_errors_name_the_node() {
         // A function nobody exports, a node nobody has: clear errors.
         let e = faulty.call::<u32>("nope", ()).unwrap_err().to_string();
         assert!(e.contains("node faulty exports no function `nope`"), "{e}");
-        assert!(e.contains("lp:test/faulty@0.1.0.echo"), "lists what it exports: {e}");
+        assert!(
+            e.contains("lp:test/faulty@0.1.0.echo"),
+            "lists what it exports: {e}"
+        );
         let e = run.node("ghost").err().unwrap().to_string();
         assert!(
             e.contains("no node `ghost`") && e.contains("faulty, prober"),

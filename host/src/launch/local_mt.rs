@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 
 use super::node::{Control, NodeContext, NodeEvent, NodeLaunch, run_node};
 use super::pool::Pool;
+use super::seeded::Chaos;
 use super::supervisor;
 use super::{EndReason, LaunchOptions, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::{Mailbox, Router};
@@ -77,13 +78,17 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
     let (events_tx, events) = mpsc::channel();
     let pool = Pool::new(options.threads, options.spin, timers.handle().clone())
         .context("cannot start the node worker threads")?;
+    let wiring = Wiring {
+        router: &router,
+        control: &control,
+        events: &events_tx,
+        output: &options.output,
+        chaos: None,
+    };
     start_nodes(
         plan,
-        &router,
         mailboxes.into_iter().map(Some).collect(),
-        &control,
-        &events_tx,
-        &options.output,
+        wiring,
         |node| pool.spawn(node),
     );
     drop(events_tx);
@@ -123,17 +128,33 @@ pub(super) fn nodes_with_run(plan: &Plan) -> BTreeSet<u32> {
         .collect()
 }
 
+/// What every node of a launch shares: where calls go, the launcher's
+/// signals, where it reports, where its output goes, and (seeded runs) the
+/// run's choices and trace.
+pub(super) struct Wiring<'a> {
+    pub router: &'a Arc<Router>,
+    pub control: &'a Arc<Control>,
+    pub events: &'a mpsc::Sender<NodeEvent>,
+    pub output: &'a Output,
+    pub chaos: Option<&'a Arc<Chaos>>,
+}
+
 /// Start every node that has a mailbox here, each as a task handed to
-/// `spawn` (the worker pool, or a worker process's runtime).
+/// `spawn` (the worker pool, a worker process's runtime, or the seeded
+/// scheduler).
 pub(super) fn start_nodes<R>(
     plan: &Plan,
-    router: &Arc<Router>,
     mailboxes: Vec<Option<Mailbox>>,
-    control: &Arc<Control>,
-    events: &mpsc::Sender<NodeEvent>,
-    output: &Output,
+    wiring: Wiring<'_>,
     spawn: impl Fn(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> R,
 ) {
+    let Wiring {
+        router,
+        control,
+        events,
+        output,
+        chaos,
+    } = wiring;
     for (spec, mailbox) in plan.program.nodes.iter().zip(mailboxes) {
         let Some(mailbox) = mailbox else { continue };
         let mut allowed: Vec<u32> = spec.edges.iter().map(|e| e.target).collect();
@@ -153,6 +174,7 @@ pub(super) fn start_nodes<R>(
                 .collect(),
             router: router.clone(),
             output: output.clone(),
+            chaos: chaos.cloned(),
         });
         drop(spawn(Box::pin(run_node(NodeLaunch {
             node,

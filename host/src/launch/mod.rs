@@ -7,6 +7,7 @@ pub mod local_mt;
 pub mod node;
 mod plan;
 mod pool;
+pub mod seeded;
 mod supervisor;
 mod typed;
 pub mod worker;
@@ -44,6 +45,10 @@ pub enum LaunchType {
     /// Every node (or colocation group) in a process of its own.
     #[value(name = "local_mp")]
     LocalMp,
+    /// Every node in this process on one seeded, deterministic scheduler
+    /// (with `--seed`; see docs/testing.md).
+    #[value(name = "test_mt")]
+    TestMt,
 }
 
 impl LaunchType {
@@ -52,6 +57,7 @@ impl LaunchType {
         match self {
             LaunchType::LocalMt => "local_mt",
             LaunchType::LocalMp => "local_mp",
+            LaunchType::TestMt => "test_mt",
         }
     }
 }

@@ -20,6 +20,7 @@ use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::lock;
+use super::seeded::{self, Chaos};
 use super::typed::{Bound, Shape, shape_for};
 use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Request, Router};
 use crate::output::{LogLevel, Output, Stream};
@@ -156,6 +157,8 @@ pub struct NodeContext {
     pub timeouts: Vec<(u32, Duration)>,
     pub router: Arc<Router>,
     pub output: Output,
+    /// In a seeded run: its choices and trace.
+    pub chaos: Option<Arc<Chaos>>,
 }
 
 impl NodeContext {
@@ -180,6 +183,28 @@ impl NodeContext {
                 self.name
             )));
         }
+        let Some(chaos) = &self.chaos else {
+            return self.deliver(target, func, args).await;
+        };
+        let (service, function) = self.router.func_name(func);
+        let interface = service.rsplit('/').next().unwrap_or(service);
+        let call = format!(
+            "{} -> {} {}.{function}",
+            self.name,
+            self.router.name(target),
+            interface.split('@').next().unwrap_or(interface)
+        );
+        chaos.record(format!("call {call}"));
+        chaos.before_call(&call).await?;
+        let reply = self.deliver(target, func, args).await;
+        match &reply {
+            Ok(_) => chaos.record(format!("return {call}: ok")),
+            Err(e) => chaos.record(format!("return {call}: {e}")),
+        }
+        reply
+    }
+
+    async fn deliver(&self, target: u32, func: FuncKey, args: Payload) -> Reply {
         match self.timeouts.iter().find(|(id, _)| *id == target) {
             Some(&(_, deadline)) => {
                 self.router
@@ -229,11 +254,20 @@ impl NodeState {
             let node = node.clone();
             LineWriter::new(move |text| node.output.line(&node.name, stream, text))
         };
-        let wasi = WasiCtxBuilder::new()
-            .stdout(line(Stream::Stdout))
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(line(Stream::Stdout))
             .stderr(line(Stream::Stderr))
-            .args(&[node.name.as_str()])
-            .build();
+            .args(&[node.name.as_str()]);
+        if let Some(chaos) = &node.chaos {
+            // Seeded runs: the node's clocks are virtual, its randomness
+            // comes from the seed.
+            wasi.secure_random(seeded::node_rng(chaos, node.id, 1))
+                .insecure_random(seeded::node_rng(chaos, node.id, 2))
+                .insecure_random_seed(u128::from(chaos.node_seed(node.id, 3)))
+                .wall_clock(seeded::VirtualWallClock(chaos.clone()))
+                .monotonic_clock(seeded::VirtualMonotonicClock(chaos.clone()));
+        }
+        let wasi = wasi.build();
         NodeState {
             wasi,
             table: ResourceTable::new(),
@@ -265,6 +299,9 @@ fn add_runtime(linker: &mut Linker<NodeState>) -> Result<()> {
     })?;
     rt.func_new("stop", |store, _, _, _| {
         let node = &store.data().node;
+        if let Some(chaos) = &node.chaos {
+            chaos.record(format!("stop requested by {}", node.name));
+        }
         if node.stop_signal().stop() {
             tracing::debug!("node {} requested stop", node.name);
         }
@@ -388,6 +425,14 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
         }
     });
     store.set_epoch_deadline(1);
+    if node.chaos.is_some() {
+        // Seeded runs: yield after a fixed amount of work, not at clock
+        // ticks, so where a node pauses does not depend on the machine.
+        store.set_fuel(u64::MAX).map_err(anyhow::Error::from)?;
+        store
+            .fuel_async_yield_interval(Some(seeded::FUEL_PER_STEP))
+            .map_err(anyhow::Error::from)?;
+    }
     let instance = component
         .pre
         .instantiate_async(&mut store)

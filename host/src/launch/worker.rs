@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use super::local_mt::{start_nodes, timer_runtime};
+use super::local_mt::{Wiring, start_nodes, timer_runtime};
 use super::node::{Control, NodeEvent};
 use super::plan;
 use crate::courier::grpc::proto::control_client::ControlClient;
@@ -203,15 +203,14 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     };
     // Nodes run as tasks on the same runtime as the transport, so a call
     // passes between a node and the socket without waking another thread.
-    start_nodes(
-        &plan,
-        &router,
-        mailboxes,
-        &control,
-        &events_tx,
-        &output,
-        |node| runtime.spawn(node),
-    );
+    let wiring = Wiring {
+        router: &router,
+        control: &control,
+        events: &events_tx,
+        output: &output,
+        chaos: None,
+    };
+    start_nodes(&plan, mailboxes, wiring, |node| runtime.spawn(node));
     drop(events_tx);
     // The output (holding a sender of `up`) lives on only in the nodes.
     drop(output);

@@ -26,11 +26,23 @@ impl Sandbox {
     /// An engine for lp nodes; compiled components are cached in `cache_dir`
     /// (see [`default_cache_dir`]).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        Self::with_fuel(cache_dir, false)
+    }
+
+    /// An engine for seeded runs: wasm also counts fuel, so it can yield
+    /// after a fixed amount of work rather than at clock ticks. (Compiled
+    /// code differs, so the cache keeps both builds.)
+    pub fn deterministic(cache_dir: Option<PathBuf>) -> Result<Self> {
+        Self::with_fuel(cache_dir, true)
+    }
+
+    fn with_fuel(cache_dir: Option<PathBuf>, fuel: bool) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.wasm_component_model_async(true);
         config.concurrency_support(true);
         config.epoch_interruption(true);
+        config.consume_fuel(fuel);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let cache = ComponentCache::new(&engine, cache_dir.unwrap_or_else(default_cache_dir));
         Ok(Sandbox { engine, cache })
