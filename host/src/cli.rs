@@ -200,8 +200,14 @@ fn run(args: RunArgs) -> i32 {
             return 2;
         }
     };
+    let seeded = args.launch == LaunchType::TestMt;
+    if !seeded && (args.seed.is_some() || args.faults > 0 || args.trace.is_some()) {
+        eprintln!(
+            "error: --seed, --faults and --trace apply to seeded runs only\n  help: add `--launch test_mt`"
+        );
+        return 2;
+    }
     let result = (|| {
-        let seeded = args.launch == LaunchType::TestMt;
         let sandbox = Arc::new(match seeded {
             true => Sandbox::deterministic(args.cache_dir.clone())?,
             false => Sandbox::new(args.cache_dir.clone())?,
