@@ -16,7 +16,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint, Server, Uri};
 use tonic::{Request, Response, Status};
 
-use super::{CallError, FuncKey, Payload, Reply, Router};
+use super::{CallError, FuncKey, Payload, Reply, Router, Secret};
 
 /// The generated protocol (proto/lp.proto).
 pub mod proto {
@@ -29,6 +29,49 @@ use proto::{CallReply, CallRequest, call_error, call_reply};
 
 /// Large payloads are allowed (at least 64 MiB per call).
 pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// The metadata key that carries the launch's secret.
+const SECRET_KEY: &str = "lp-secret";
+
+/// Adds the launch's secret to every request a client sends.
+#[derive(Clone)]
+pub struct PresentSecret(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl PresentSecret {
+    pub fn new(secret: &Secret) -> PresentSecret {
+        PresentSecret(secret.to_hex().parse().expect("hex is valid metadata"))
+    }
+}
+
+impl tonic::service::Interceptor for PresentSecret {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert(SECRET_KEY, self.0.clone());
+        Ok(request)
+    }
+}
+
+/// Refuses every request that does not carry the launch's secret.
+#[derive(Clone)]
+pub struct RequireSecret(pub Arc<Secret>);
+
+impl tonic::service::Interceptor for RequireSecret {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let presented = request
+            .metadata()
+            .get(SECRET_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| hex::decode(v).ok());
+        match presented {
+            Some(bytes) if self.0.matches(&bytes) => Ok(request),
+            _ => Err(Status::unauthenticated(
+                "this endpoint serves the members of one launch only",
+            )),
+        }
+    }
+}
+
+/// A client of a launch's endpoint, presenting its secret.
+pub type Authenticated = tonic::service::interceptor::InterceptedService<Channel, PresentSecret>;
 
 /// A channel to the process listening on a Unix socket; connects lazily.
 pub fn channel(socket: &Path) -> Channel {
@@ -44,15 +87,15 @@ pub fn channel(socket: &Path) -> Channel {
 
 /// The nodes of another process, reached over its socket.
 pub struct Remote {
-    client: CourierClient<Channel>,
+    client: CourierClient<Authenticated>,
     socket: PathBuf,
     /// Whether the process has been seen listening since it (re)started.
     ready: AtomicBool,
 }
 
 impl Remote {
-    pub fn new(socket: &Path) -> Remote {
-        let client = CourierClient::new(channel(socket))
+    pub fn new(socket: &Path, secret: Secret) -> Remote {
+        let client = CourierClient::with_interceptor(channel(socket), PresentSecret::new(&secret))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         Remote {
@@ -192,11 +235,16 @@ pub fn bind(socket: &Path) -> Result<UnixListener> {
 pub async fn serve(
     listener: UnixListener,
     router: Arc<Router>,
+    secret: Secret,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let service = CourierServer::new(CourierService { router })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let service = tonic::service::interceptor::InterceptedService::new(
+        service,
+        RequireSecret(Arc::new(secret)),
+    );
     Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)

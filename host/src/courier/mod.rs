@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod grpc;
+mod secret;
 pub mod socket;
 mod typecheck;
 
@@ -20,6 +21,7 @@ use wasmtime::component::types::Type;
 use codec::CodecError;
 
 use crate::stop::StopSignal;
+pub use secret::Secret;
 pub use typecheck::{check_client_shape, check_edge, describe};
 
 /// Why a call did not return a value (mirrors `lp:node/types.call-error`).
@@ -288,12 +290,13 @@ pub enum Placement {
     Remote(std::path::PathBuf),
 }
 
-/// How this process reaches the others: the transport, and how long a
-/// reader spins before it parks (socket transport).
-#[derive(Clone, Copy, Debug)]
+/// How this process reaches the others: the transport, how long a reader
+/// spins before it parks (socket transport), and the launch's secret.
+#[derive(Clone, Debug)]
 pub struct Wire {
     pub transport: Transport,
     pub spin: Duration,
+    pub secret: Secret,
 }
 
 /// Delivers calls to nodes by id.
@@ -314,9 +317,11 @@ impl Router {
         call_timeout: Option<Duration>,
     ) -> (Router, Vec<Mailbox>) {
         let placements = vec![Placement::Local; names.len()];
+        // Nothing leaves the process: no transport, no secret needed.
         let wire = Wire {
             transport: Transport::Socket,
             spin: Duration::ZERO,
+            secret: Secret::unused(),
         };
         let (router, mailboxes) = Router::new(names, &placements, wire, funcs, stop, call_timeout);
         (
@@ -351,10 +356,15 @@ impl Router {
                     let route = remotes
                         .entry(socket)
                         .or_insert_with(|| match wire.transport {
-                            Transport::Socket => {
-                                Route::Socket(Arc::new(socket::Remote::new(socket, wire.spin)))
-                            }
-                            Transport::Grpc => Route::Grpc(Arc::new(grpc::Remote::new(socket))),
+                            Transport::Socket => Route::Socket(Arc::new(socket::Remote::new(
+                                socket,
+                                wire.spin,
+                                wire.secret.clone(),
+                            ))),
+                            Transport::Grpc => Route::Grpc(Arc::new(grpc::Remote::new(
+                                socket,
+                                wire.secret.clone(),
+                            ))),
                         });
                     (route.clone(), None)
                 }

@@ -9,7 +9,9 @@
 //! Frame: `len: u32` (of what follows), `kind: u8`, `id: u64`, then by kind:
 //! - CALL: `target: u32`, `func: u32`, `typed: u8`, the arguments;
 //! - RESULTS: the results; ERROR: `kind: u8`, a UTF-8 message;
-//! - CANCEL: nothing (the caller dropped the call).
+//! - CANCEL: nothing (the caller dropped the call);
+//! - HELLO: the launch's secret (the first frame of every connection; a
+//!   connection that opens with anything else is closed unanswered).
 //!
 //! Dropping a call's future sends CANCEL: the callee drops the call if its
 //! node has not started it yet, and otherwise discards the reply.
@@ -27,7 +29,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CallError, FuncKey, Payload, Reply, Router};
+use super::{CallError, FuncKey, Payload, Reply, Router, Secret};
 
 /// The largest frame accepted (calls of at least 64 MiB are promised).
 pub const MAX_FRAME: usize = 1 << 30;
@@ -36,6 +38,7 @@ const CALL: u8 = 0;
 const RESULTS: u8 = 1;
 const ERROR: u8 = 2;
 const CANCEL: u8 = 3;
+const HELLO: u8 = 4;
 
 /// Bytes before a frame's body: length, kind, id.
 const HEADER: usize = 4 + 1 + 8;
@@ -254,9 +257,12 @@ struct Connection {
 }
 
 impl Connection {
-    fn start(stream: UnixStream, spin: Duration) -> io::Result<Connection> {
+    fn start(stream: UnixStream, spin: Duration, secret: &Secret) -> io::Result<Connection> {
         let socket = socket(stream)?;
         let (frames, queued) = mpsc::unbounded_channel();
+        let mut hello = FrameBuf::new(HELLO, 0);
+        hello.0.extend_from_slice(secret.bytes());
+        let _ = frames.send(hello.finish()?);
         let pending: Arc<Pending> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         tokio::spawn(write_frames(socket.clone(), queued));
@@ -307,14 +313,16 @@ impl Drop for CancelOnDrop<'_> {
 pub struct Remote {
     socket: PathBuf,
     spin: Duration,
+    secret: Secret,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
 impl Remote {
-    pub fn new(socket: &Path, spin: Duration) -> Remote {
+    pub fn new(socket: &Path, spin: Duration, secret: Secret) -> Remote {
         Remote {
             socket: socket.to_path_buf(),
             spin,
+            secret,
             connection: tokio::sync::Mutex::new(None),
         }
     }
@@ -330,7 +338,7 @@ impl Remote {
         loop {
             match UnixStream::connect(&self.socket).await {
                 Ok(stream) => {
-                    let connection = Connection::start(stream, self.spin)
+                    let connection = Connection::start(stream, self.spin, &self.secret)
                         .map(Arc::new)
                         .map_err(|e| CallError::Unreachable(format!("transport: {e}")))?;
                     *current = Some(connection.clone());
@@ -411,8 +419,10 @@ pub async fn serve(
     listener: UnixListener,
     router: Arc<Router>,
     spin: Duration,
+    secret: Secret,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let secret = Arc::new(secret);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -420,7 +430,7 @@ pub async fn serve(
                 let (stream, _) = accepted.context("cannot accept a connection")?;
                 match socket(stream) {
                     Ok(socket) => {
-                        tokio::spawn(serve_connection(socket, router.clone(), spin));
+                        tokio::spawn(serve_connection(socket, router.clone(), spin, secret.clone()));
                     }
                     Err(e) => tracing::warn!("dropping a courier connection: {e}"),
                 }
@@ -432,11 +442,26 @@ pub async fn serve(
 
 /// Serve the calls arriving on one connection, each as a task of its own
 /// (a CANCEL aborts it).
-async fn serve_connection(socket: Socket, router: Arc<Router>, spin: Duration) {
+async fn serve_connection(
+    socket: Socket,
+    router: Arc<Router>,
+    spin: Duration,
+    secret: Arc<Secret>,
+) {
+    let mut reader = FrameReader::new(socket.clone(), spin);
+    match reader.next().await {
+        Ok(Some(Frame {
+            kind: HELLO, body, ..
+        })) if secret.matches(&body) => {}
+        _ => {
+            tracing::warn!("refused a courier connection that did not present the launch's secret");
+            let _ = socket.get_ref().shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
     let (frames, queued) = mpsc::unbounded_channel();
     tokio::spawn(write_frames(socket.clone(), queued));
     let calls: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Arc::default();
-    let mut reader = FrameReader::new(socket, spin);
     while let Ok(Some(Frame { kind, id, body })) = reader.next().await {
         match kind {
             CALL => {

@@ -27,7 +27,7 @@ use super::{LaunchOptions, Plan, lock};
 use crate::courier::grpc::proto::control_server::{Control as ControlService, ControlServer};
 use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self};
-use crate::courier::{Placement, Router, Wire};
+use crate::courier::{Placement, Router, Secret, Wire};
 use crate::stop::StopSignal;
 
 /// Where the lp-host binary is, to start workers from.
@@ -97,6 +97,9 @@ pub fn launch(
         exited: Mutex::new(HashSet::new()),
     });
     let control_socket = dir.path().join("control.sock");
+    // Only the members of this launch may call its endpoints.
+    let secret = Secret::generate()?;
+    let control_secret = secret.clone();
     let procs: Arc<Mutex<Vec<Arc<Proc>>>> = Arc::default();
     let service = Launcher {
         procs: procs.clone(),
@@ -113,7 +116,10 @@ pub fn launch(
         let shutdown = control.clone();
         runtime.spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .add_service(ControlServer::new(service))
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    ControlServer::new(service),
+                    grpc::RequireSecret(Arc::new(control_secret)),
+                ))
                 .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
                     shutdown.shutdown.wait().await;
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -164,6 +170,7 @@ pub fn launch(
                 cache_dir: cache_dir.clone(),
                 transport: options.transport,
                 spin: options.spin,
+                secret: secret.clone(),
             },
             budget,
             state: Mutex::new(ProcState {
@@ -190,6 +197,7 @@ pub fn launch(
         let wire = Wire {
             transport: options.transport,
             spin: options.spin,
+            secret: secret.clone(),
         };
         let names = program.nodes.iter().map(|n| n.name.clone()).collect();
         let funcs = plan.funcs.clone();

@@ -20,7 +20,7 @@ use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
 use crate::courier::socket;
-use crate::courier::{Placement, Router, Transport, Wire};
+use crate::courier::{Placement, Router, Secret, Transport, Wire};
 use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;
@@ -52,6 +52,8 @@ pub struct WorkerSpec {
     pub transport: Transport,
     /// How long a reader of the socket transport spins before it parks.
     pub spin: Duration,
+    /// What every connection between processes of this launch presents.
+    pub secret: Secret,
 }
 
 /// Run a worker; returns the process exit code.
@@ -97,6 +99,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
             Wire {
                 transport: spec.transport,
                 spin: spec.spin,
+                secret: spec.secret.clone(),
             },
             plan.funcs.clone(),
             stop.clone(),
@@ -111,12 +114,12 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let listener = runtime.block_on(async { grpc::bind(&socket) })?;
     {
         let (router, control) = (router.clone(), control.clone());
-        let (transport, spin) = (spec.transport, spec.spin);
+        let (transport, spin, secret) = (spec.transport, spec.spin, spec.secret.clone());
         runtime.spawn(async move {
             let shutdown = async move { control.shutdown.wait().await };
             let served = match transport {
-                Transport::Socket => socket::serve(listener, router, spin, shutdown).await,
-                Transport::Grpc => grpc::serve(listener, router, shutdown).await,
+                Transport::Socket => socket::serve(listener, router, spin, secret, shutdown).await,
+                Transport::Grpc => grpc::serve(listener, router, secret, shutdown).await,
             };
             if let Err(e) = served {
                 eprintln!("error: {e:#}");
@@ -129,9 +132,12 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let up_stream = tokio_stream::wrappers::UnboundedReceiverStream::new(up_rx);
     let mut commands = runtime
         .block_on(async {
-            ControlClient::new(channel(&spec.control))
-                .attach(up_stream)
-                .await
+            ControlClient::with_interceptor(
+                channel(&spec.control),
+                grpc::PresentSecret::new(&spec.secret),
+            )
+            .attach(up_stream)
+            .await
         })
         .context("cannot attach to the launcher")?
         .into_inner();
