@@ -208,10 +208,8 @@ fn run(args: RunArgs) -> i32 {
         return 2;
     }
     let result = (|| {
-        let sandbox = Arc::new(match seeded {
-            true => Sandbox::deterministic(args.cache_dir.clone())?,
-            false => Sandbox::new(args.cache_dir.clone())?,
-        });
+        let sandbox = Sandbox::configured(args.cache_dir.clone(), seeded, program.stack_kib)?;
+        let sandbox = Arc::new(sandbox);
         let plan = launch::plan(program, sandbox)?;
         let notice = (args.termination_notice_secs >= 0.0)
             .then(|| Duration::from_secs_f64(args.termination_notice_secs));

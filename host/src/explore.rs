@@ -77,7 +77,11 @@ fn explore(args: &TestArgs) -> Result<usize> {
     let program =
         program::load(&args.program, &args.overrides).map_err(|d| anyhow::anyhow!("{d}"))?;
     let overrides = program.overrides.clone();
-    let sandbox = Arc::new(Sandbox::deterministic(args.cache_dir.clone())?);
+    let sandbox = Arc::new(Sandbox::configured(
+        args.cache_dir.clone(),
+        true,
+        program.stack_kib,
+    )?);
     let plan = launch::plan(program, sandbox)?;
     let notice = (args.termination_notice_secs >= 0.0)
         .then(|| Duration::from_secs_f64(args.termination_notice_secs));

@@ -121,7 +121,8 @@ impl TestProgram {
             .cache_dir
             .clone()
             .or_else(|| std::env::var_os("LP_CACHE_DIR").map(PathBuf::from));
-        let plan = launch::plan(program, Arc::new(Sandbox::new(cache_dir.clone())?))?;
+        let sandbox = Sandbox::configured(cache_dir.clone(), false, program.stack_kib)?;
+        let plan = launch::plan(program, Arc::new(sandbox))?;
         let output = Output::capture();
         let options = LaunchOptions {
             output: output.clone(),
@@ -218,7 +219,8 @@ impl TestProgram {
             .cache_dir
             .clone()
             .or_else(|| std::env::var_os("LP_CACHE_DIR").map(PathBuf::from));
-        let plan = launch::plan(program, Arc::new(Sandbox::deterministic(cache_dir)?))?;
+        let sandbox = Sandbox::configured(cache_dir, true, program.stack_kib)?;
+        let plan = launch::plan(program, Arc::new(sandbox))?;
         let settings = Seeded {
             faults,
             ..Seeded::new(seed)
@@ -311,7 +313,16 @@ impl TestRun {
     /// Wait for the program to end (after a stop, or when every `run` has
     /// finished). A node that failed is an error naming it.
     pub fn wait(mut self) -> Result<Outcome> {
-        let outcome = self.running.take().expect("not yet waited for").wait();
+        self.end()
+    }
+
+    /// Like [`Self::wait`], keeping the run to read its output afterwards.
+    pub fn end(&mut self) -> Result<Outcome> {
+        let running = self
+            .running
+            .take()
+            .context("the program has already ended")?;
+        let outcome = running.wait();
         failure(&outcome).map_or(Ok(outcome), Err)
     }
 

@@ -219,3 +219,74 @@ fn overrides_apply_and_bad_ones_are_named() {
     let d = error(GOOD, &["program.call_timeout_secs=-1"]);
     assert!(d.message.contains("positive number of seconds"), "{d}");
 }
+
+#[test]
+fn bad_grants_and_limits_name_the_line_and_what_to_do() {
+    let with = |extra: &str| GOOD.replace("replicas = 3\n", &format!("replicas = 3\n{extra}\n"));
+
+    let e = error(
+        &with(r#"grants = { dirs = [{ host = "no-such-dir", guest = "/d" }] }"#),
+        &[],
+    );
+    assert_eq!(e.line_col, Some((9, 29)), "{e}");
+    assert!(
+        e.message.contains("granted directory") && e.message.contains("does not exist"),
+        "{e}"
+    );
+    assert!(
+        e.help
+            .as_deref()
+            .unwrap()
+            .contains("relative to program.toml")
+    );
+
+    let e = error(
+        &with(r#"grants = { dirs = [{ host = ".", guest = "d" }] }"#),
+        &[],
+    );
+    assert!(e.message.contains("must be absolute"), "{e}");
+
+    let e = error(&with(r#"grants = { network = ["example.com:80"] }"#), &[]);
+    assert!(
+        e.message.contains("\"example.com:80\" is not an address"),
+        "{e}"
+    );
+    assert!(e.help.as_deref().unwrap().contains("127.0.0.1:8080"));
+
+    let e = error(&with(r#"grants = { files = ["/etc"] }"#), &[]);
+    assert!(e.message.contains("unknown field `files`"), "{e}");
+
+    let e = error(&with("limits = { memory_mib = -1 }"), &[]);
+    assert!(
+        e.message
+            .contains("memory_mib must be a positive number, not -1"),
+        "{e}"
+    );
+
+    let e = error(&with("limits = { stack_kib = 128 }"), &[]);
+    assert!(
+        e.message
+            .contains("stack_kib is a limit of the whole program"),
+        "{e}"
+    );
+    assert!(e.help.as_deref().unwrap().contains("[program.limits]"));
+
+    // Good ones load, with the program's defaults under each node's own.
+    let source = GOOD.replace(
+        "name = \"cp\"\n",
+        "name = \"cp\"\nlimits = { memory_mib = 64, stack_kib = 1024 }\n",
+    );
+    let source = source.replace(
+        "replicas = 3\n",
+        "replicas = 3\nlimits = { cpu_secs = 2.5 }\ngrants = { env = { A = \"1\" }, network = [\"127.0.0.1:*\"], stdin = true }\n",
+    );
+    let program = load(&source, &[]).unwrap();
+    let producer = program.node("producer/1").unwrap();
+    assert_eq!(producer.limits.memory_mib, Some(64));
+    assert_eq!(producer.limits.cpu_secs, Some(2.5));
+    assert_eq!(producer.limits.stack_kib, Some(1024));
+    assert_eq!(producer.grants.env, [("A".to_string(), "1".to_string())]);
+    assert!(producer.grants.stdin && producer.grants.network[0].port.is_none());
+    assert_eq!(program.node("consumer").unwrap().grants, Default::default());
+    assert_eq!(program.stack_kib, Some(1024));
+}

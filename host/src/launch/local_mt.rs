@@ -84,6 +84,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         events: &events_tx,
         output: &options.output,
         chaos: None,
+        epoch_tick: supervisor::EPOCH_TICK,
     };
     start_nodes(
         plan,
@@ -137,6 +138,9 @@ pub(super) struct Wiring<'a> {
     pub events: &'a mpsc::Sender<NodeEvent>,
     pub output: &'a Output,
     pub chaos: Option<&'a Arc<Chaos>>,
+    /// How often the engine's epoch ticks here (nodes count it for their
+    /// CPU limit).
+    pub epoch_tick: std::time::Duration,
 }
 
 /// Start every node that has a mailbox here, each as a task handed to
@@ -154,6 +158,7 @@ pub(super) fn start_nodes<R>(
         events,
         output,
         chaos,
+        epoch_tick,
     } = wiring;
     for (spec, mailbox) in plan.program.nodes.iter().zip(mailboxes) {
         let Some(mailbox) = mailbox else { continue };
@@ -175,6 +180,9 @@ pub(super) fn start_nodes<R>(
             router: router.clone(),
             output: output.clone(),
             chaos: chaos.cloned(),
+            grants: spec.grants.clone(),
+            limits: spec.limits,
+            epoch_tick,
         });
         drop(spawn(Box::pin(run_node(NodeLaunch {
             node,

@@ -2,6 +2,7 @@
 //! in this process; the other launch types will sit beside it, sharing the
 //! plan and the node runtime.
 
+mod limits;
 pub mod local_mp;
 pub mod local_mt;
 pub mod node;

@@ -17,13 +17,16 @@ use wasmtime::component::{
     Accessor, Component, ComponentExportIndex, Func, InstancePre, Linker, ResourceTable, Val,
 };
 use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::limits::NodeLimiter;
 use super::lock;
 use super::seeded::{self, Chaos};
 use super::typed::{Bound, Shape, shape_for};
 use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Request, Router};
 use crate::output::{LogLevel, Output, Stream};
+use crate::program::{Grants, Limits};
 use crate::sandbox::interface::{
     LIFECYCLE_INTERFACES, RUNTIME_INTERFACE, TYPES_INTERFACE, WAITING_INTERFACE,
 };
@@ -159,6 +162,11 @@ pub struct NodeContext {
     pub output: Output,
     /// In a seeded run: its choices and trace.
     pub chaos: Option<Arc<Chaos>>,
+    /// What of the host it may use, and how much it may take.
+    pub grants: Grants,
+    pub limits: Limits,
+    /// How often the engine's epoch ticks (for the CPU limit).
+    pub epoch_tick: Duration,
 }
 
 impl NodeContext {
@@ -237,6 +245,7 @@ pub struct NodeState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub node: Arc<NodeContext>,
+    limiter: NodeLimiter,
 }
 
 impl WasiView for NodeState {
@@ -249,7 +258,8 @@ impl WasiView for NodeState {
 }
 
 impl NodeState {
-    pub fn new(node: Arc<NodeContext>) -> Self {
+    /// The node's WASI context: its output, and only what it was granted.
+    pub fn new(node: Arc<NodeContext>) -> Result<Self> {
         let line = |stream: Stream| {
             let node = node.clone();
             LineWriter::new(move |text| node.output.line(&node.name, stream, text))
@@ -267,13 +277,49 @@ impl NodeState {
                 .wall_clock(seeded::VirtualWallClock(chaos.clone()))
                 .monotonic_clock(seeded::VirtualMonotonicClock(chaos.clone()));
         }
+        grant(&mut wasi, &node.grants)?;
         let wasi = wasi.build();
-        NodeState {
+        Ok(NodeState {
             wasi,
             table: ResourceTable::new(),
+            limiter: NodeLimiter::new(node.limits),
             node,
-        }
+        })
     }
+}
+
+/// Give a node what program.toml grants it; by default it has nothing.
+fn grant(wasi: &mut WasiCtxBuilder, grants: &Grants) -> Result<()> {
+    for dir in &grants.dirs {
+        let perms = match dir.writable {
+            true => FsPerms::ReadWrite,
+            false => FsPerms::ReadOnly,
+        };
+        wasi.preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot open granted directory {}", dir.host.display()))?;
+    }
+    for (name, value) in &grants.env {
+        wasi.env(name, value);
+    }
+    if grants.stdin {
+        wasi.inherit_stdin();
+    }
+    if !grants.network.is_empty() {
+        let allowed = grants.network.clone();
+        wasi.allow_tcp(true)
+            .allow_udp(true)
+            .socket_addr_check(move |addr, used| {
+                // Connecting binds an ephemeral local address first: that
+                // bind is allowed, the peer is what is checked.
+                let ephemeral = matches!(used, SocketAddrUse::TcpBind | SocketAddrUse::UdpBind)
+                    && addr.ip().is_unspecified()
+                    && addr.port() == 0;
+                let ok = ephemeral || allowed.iter().any(|g| g.allows(addr));
+                Box::pin(async move { ok })
+            });
+    }
+    Ok(())
 }
 
 /// `lp:node/runtime` and `lp:node/waiting`.
@@ -386,8 +432,18 @@ pub struct NodeLaunch {
 pub async fn run_node(launch: NodeLaunch) {
     let id = launch.node.id;
     let events = launch.events.clone();
+    let stack_kib = launch.node.limits.stack_kib;
     if let Err(e) = serve_node(launch).await {
-        let _ = events.send(NodeEvent::Failed(id, describe_failure(&e)));
+        let mut error = describe_failure(&e);
+        if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
+            && *trap == wasmtime::Trap::StackOverflow
+        {
+            error.push_str(&match stack_kib {
+                Some(kib) => format!("\n  (the stack limit: limits.stack_kib = {kib})"),
+                None => "\n  (the default stack limit of 512 KiB; raise it with stack_kib under [program.limits])".into(),
+            });
+        }
+        let _ = events.send(NodeEvent::Failed(id, error));
     }
     let _ = events.send(NodeEvent::Exited(id));
 }
@@ -415,14 +471,16 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
     } = launch;
     let id = node.id;
     let engine = component.pre.engine().clone();
-    let mut store = Store::new(&engine, NodeState::new(node.clone()));
+    let mut store = Store::new(&engine, NodeState::new(node.clone())?);
+    store.limiter(|state| &mut state.limiter);
     let kill = control.clone();
-    store.epoch_deadline_callback(move |_| {
+    let tick = node.epoch_tick;
+    store.epoch_deadline_callback(move |mut store| {
         if kill.kill.is_stopping() {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
+            return Ok(UpdateDeadline::Interrupt);
         }
+        store.data_mut().limiter.tick(tick)?;
+        Ok(UpdateDeadline::Yield(1))
     });
     store.set_epoch_deadline(1);
     if node.chaos.is_some() {
@@ -438,7 +496,10 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
         .instantiate_async(&mut store)
         .await
         .map_err(anyhow::Error::from)
-        .context("instantiation failed")?;
+        .with_context(|| match store.data().limiter.instances_limit() {
+            Some(n) => format!("instantiation failed (limits.instances = {n})"),
+            None => "instantiation failed".to_string(),
+        })?;
     let served: Vec<Option<Served>> = component
         .exports
         .iter()

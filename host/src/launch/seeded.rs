@@ -288,6 +288,9 @@ pub fn run(
         events: &events_tx,
         output: &traced_output,
         chaos: Some(&chaos),
+        // The epoch never ticks in seeded runs (fuel paces them), so the
+        // CPU limit is not counted here.
+        epoch_tick: Duration::ZERO,
     };
     start_nodes(
         plan,

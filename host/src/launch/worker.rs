@@ -80,7 +80,8 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     for name in &spec.run_disabled {
         program.disable_run(name);
     }
-    let plan = plan(program, Arc::new(Sandbox::new(spec.cache_dir.clone())?))?;
+    let sandbox = Sandbox::configured(spec.cache_dir.clone(), false, program.stack_kib)?;
+    let plan = plan(program, Arc::new(sandbox))?;
     let runtime = timer_runtime()?;
 
     let stop = Arc::new(StopSignal::new());
@@ -215,6 +216,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         events: &events_tx,
         output: &output,
         chaos: None,
+        epoch_tick: WORKER_EPOCH_TICK,
     };
     start_nodes(&plan, mailboxes, wiring, |node| runtime.spawn(node));
     drop(events_tx);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::grants::{self, RawGrants, RawLimits};
 use super::overrides::{Override, OverrideTarget};
 use super::{ComponentSource, Diagnostic, Edge, HANDLE_KEY, NodeSpec, Origin, Program};
 
@@ -27,6 +28,9 @@ struct RawProgram {
     name: Spanned<String>,
     #[serde(default)]
     call_timeout_secs: Option<Spanned<f64>>,
+    /// Limits of every node that does not set its own, and the stack limit.
+    #[serde(default)]
+    limits: Option<Spanned<RawLimits>>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +50,10 @@ pub(super) struct RawNode {
     pub restarts: Option<Spanned<i64>>,
     #[serde(default)]
     pub args: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub grants: Option<Spanned<RawGrants>>,
+    #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
 }
 
 /// An arg value and where it was written.
@@ -73,6 +81,8 @@ pub(super) struct Entry {
     pub colocate: Option<Located<String>>,
     pub restarts: Option<Located<i64>>,
     pub args: BTreeMap<String, Located<toml::Value>>,
+    pub grants: Option<Spanned<RawGrants>>,
+    pub limits: Option<Spanned<RawLimits>>,
 }
 
 /// Read, validate and expand the program at `path`, applying `overrides`.
@@ -140,8 +150,10 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         }
     };
 
+    let program_limits = header.limits.map(Spanned::into_inner).unwrap_or_default();
+    let default_limits = grants::program_limits(&cx, &program_limits)?;
     let (components, component_of_entry) = resolve_components(&cx, &entries)?;
-    let mut nodes = expand(&cx, &entries, &component_of_entry)?;
+    let mut nodes = expand(&cx, &mut entries, &component_of_entry, &default_limits)?;
     resolve_args(&cx, &entries, &mut nodes)?;
     let overrides = overrides.iter().map(|o| o.text.clone()).collect();
     Ok(Program {
@@ -151,6 +163,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         components,
         nodes,
         overrides,
+        stack_kib: default_limits.stack_kib,
     })
 }
 
@@ -164,6 +177,8 @@ impl From<RawNode> for Entry {
             colocate: raw.colocate.map(Into::into),
             restarts: raw.restarts.map(Into::into),
             args: raw.args.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            grants: raw.grants,
+            limits: raw.limits,
         }
     }
 }
@@ -179,7 +194,7 @@ impl Context<'_> {
         Diagnostic::new(self.file, self.source, origin, message)
     }
 
-    fn dir(&self) -> PathBuf {
+    pub fn dir(&self) -> PathBuf {
         match self.file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -249,14 +264,24 @@ fn resolve_components(
 /// One [`NodeSpec`] per replica of every entry (args still empty).
 fn expand(
     cx: &Context,
-    entries: &[Entry],
+    entries: &mut [Entry],
     component_of_entry: &[usize],
+    default_limits: &crate::program::Limits,
 ) -> Result<Vec<NodeSpec>, Diagnostic> {
-    let mut seen: HashMap<&str, &Origin> = HashMap::new();
+    let mut seen: HashMap<String, Origin> = HashMap::new();
     let mut nodes = Vec::new();
-    for (entry, &component) in entries.iter().zip(component_of_entry) {
+    for (entry, &component) in entries.iter_mut().zip(component_of_entry) {
+        let granted = grants::grants(
+            cx,
+            entry
+                .grants
+                .take()
+                .map(Spanned::into_inner)
+                .unwrap_or_default(),
+        )?;
+        let limits = grants::limits(cx, entry.limits.take(), default_limits)?;
         check_name(cx, &entry.name, "node")?;
-        if let Some(first) = seen.insert(&entry.name.value, &entry.name.origin) {
+        if let Some(first) = seen.insert(entry.name.value.clone(), entry.name.origin.clone()) {
             let first = match first {
                 Origin::File(span) => {
                     let (l, c) = super::line_col(cx.source, span.start);
@@ -320,6 +345,8 @@ fn expand(
                 run_enabled: true,
                 colocate: entry.colocate.as_ref().map(|c| c.value.clone()),
                 restarts,
+                grants: granted.clone(),
+                limits,
             });
         }
     }

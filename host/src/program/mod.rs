@@ -3,6 +3,7 @@
 //! between them. Knows nothing of wasm or of how nodes are launched.
 
 mod diagnostic;
+mod grants;
 mod load;
 mod overrides;
 
@@ -35,6 +36,9 @@ pub struct Program {
     /// The `--set` overrides applied, as given (worker processes load the
     /// same program with them).
     pub overrides: Vec<String>,
+    /// The most wasm stack any node may use (program-wide: one engine runs
+    /// every node), in KiB; `None`: wasmtime's default (512 KiB).
+    pub stack_kib: Option<u64>,
 }
 
 /// Where a node's component comes from.
@@ -73,6 +77,60 @@ pub struct NodeSpec {
     /// fails (Launchpad's num_retries_on_failure); a colocation group gets
     /// the largest budget of its nodes.
     pub restarts: u32,
+    /// What of the host the node may use; nothing unless granted.
+    pub grants: Grants,
+    /// Its resource limits (its own, else the program's defaults).
+    pub limits: Limits,
+}
+
+/// What of the host a node may use. By default: nothing (no files, no
+/// environment, no network, no stdin); stdout, stderr, clocks and
+/// randomness are always there.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Grants {
+    pub dirs: Vec<DirGrant>,
+    pub env: Vec<(String, String)>,
+    pub network: Vec<NetGrant>,
+    pub stdin: bool,
+}
+
+/// A host directory the node sees at `guest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirGrant {
+    /// Absolute (resolved from program.toml's directory).
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// An address a node may connect to or bind: an IP and a port (`None`: any
+/// port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetGrant {
+    pub ip: std::net::IpAddr,
+    pub port: Option<u16>,
+}
+
+impl NetGrant {
+    pub fn allows(&self, addr: std::net::SocketAddr) -> bool {
+        addr.ip() == self.ip && self.port.is_none_or(|p| p == addr.port())
+    }
+}
+
+/// Resource limits of one node; `None` is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// The largest any one of its linear memories may grow, in MiB.
+    pub memory_mib: Option<u64>,
+    /// The most elements any one of its tables may hold.
+    pub table_elements: Option<u64>,
+    /// The most wasm instances (core instances) its component may create.
+    pub instances: Option<u64>,
+    /// Its total wasm CPU time (its `run` and every call it serves), in
+    /// seconds, measured in epoch ticks.
+    pub cpu_secs: Option<f64>,
+    /// The program's wasm stack limit in KiB (the same for every node).
+    pub stack_kib: Option<u64>,
 }
 
 /// A handle given to a node: the target, the arg that carried it, and the

@@ -26,23 +26,35 @@ impl Sandbox {
     /// An engine for lp nodes; compiled components are cached in `cache_dir`
     /// (see [`default_cache_dir`]).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
-        Self::with_fuel(cache_dir, false)
+        Self::configured(cache_dir, false, None)
     }
 
     /// An engine for seeded runs: wasm also counts fuel, so it can yield
     /// after a fixed amount of work rather than at clock ticks. (Compiled
     /// code differs, so the cache keeps both builds.)
     pub fn deterministic(cache_dir: Option<PathBuf>) -> Result<Self> {
-        Self::with_fuel(cache_dir, true)
+        Self::configured(cache_dir, true, None)
     }
 
-    fn with_fuel(cache_dir: Option<PathBuf>, fuel: bool) -> Result<Self> {
+    /// An engine with fuel counting or not, and a wasm stack limit (KiB;
+    /// `None`: wasmtime's 512 KiB).
+    pub fn configured(
+        cache_dir: Option<PathBuf>,
+        fuel: bool,
+        stack_kib: Option<u64>,
+    ) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.wasm_component_model_async(true);
         config.concurrency_support(true);
         config.epoch_interruption(true);
         config.consume_fuel(fuel);
+        if let Some(kib) = stack_kib {
+            let bytes = usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX);
+            // Async calls run on a fiber stack that must hold the wasm stack.
+            config.max_wasm_stack(bytes);
+            config.async_stack_size(bytes.saturating_add(1 << 20).max(2 << 20));
+        }
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let cache = ComponentCache::new(&engine, cache_dir.unwrap_or_else(default_cache_dir));
         Ok(Sandbox { engine, cache })
