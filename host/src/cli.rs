@@ -1,4 +1,5 @@
-//! The command line: `lp-host run`, `lp-host bench`.
+//! The command line: `lp-host run`, `check`, `test`, `bench` (and the
+//! hidden `worker`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run a program until a node calls stop(), every `run` finishes, a node fails, or Ctrl-C.
     Run(RunArgs),
+    /// Validate a program without running it: schema, files, components, grants, edge types.
+    Check(crate::check::CheckArgs),
     /// Run a program under many seeds (deterministic test_mt runs) and list the failing ones.
     Test(crate::explore::TestArgs),
     /// Measure courier calls and startup on the consumer_producers shape.
@@ -137,6 +140,7 @@ pub fn main() -> i32 {
     init_tracing(cli.verbose);
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Check(args) => crate::check::main(args),
         Command::Test(args) => crate::explore::main(args),
         Command::Bench(args) => crate::bench::main(args),
         Command::Worker { spec } => crate::launch::worker::main(&spec),

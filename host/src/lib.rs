@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod builder;
+pub mod check;
 pub mod cli;
 pub mod courier;
 pub mod explore;

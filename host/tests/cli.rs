@@ -246,3 +246,53 @@ fn lp_host_test_lists_failing_seeds_with_their_replay_commands() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_validates_without_running_and_speaks_json() {
+    let out = lp_host(&["check", "examples/consumer_producers/program.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ok: examples/consumer_producers/program.toml: program consumer_producers, 11 nodes, 2 components, 10 edges type-checked\n"
+    );
+
+    // A type mismatch between two nodes: found, nothing run.
+    let out = lp_host(&["check", "tests/programs/mismatch.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: tests/programs/mismatch.toml: type mismatch on lp:test/faulty@0.1.0.echo"
+        ) && stderr.contains("\n  help: "),
+        "{stderr}"
+    );
+
+    // A bad key, as JSON: where and what to do, for tools.
+    let out = lp_host(&[
+        "check",
+        "tests/corpus/programs/unknown-key.toml",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["errors"][0]["line"], 7);
+    assert_eq!(json["errors"][0]["column"], 1);
+    assert!(
+        json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `nam`")
+    );
+    assert!(json["errors"][0]["help"].is_string());
+
+    // `run` refuses the same program the same way (exit 2: a bad program).
+    let out = lp_host(&["run", "tests/corpus/programs/unknown-key.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown-key.toml:7:1: unknown field `nam`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

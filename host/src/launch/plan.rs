@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::builder::build_node_crate;
 use wasmtime::component::types::Type;
@@ -53,6 +53,13 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
         let Some(node) = program.nodes.iter().find(|n| n.component == index) else {
             continue;
         };
+        if !interface.has_run && interface.services.is_empty() {
+            bail!(
+                "node {} ({}) is not an lp node: it exports neither `run` (lp:node/lifecycle or lp:node/blocking-lifecycle) nor any interface to call\n  help: build it for a world that includes lp:node/node or lp:node/node-with-run and exports what the node does",
+                node.name,
+                files[index].display()
+            );
+        }
         if let Some(import) = interface.unknown_imports.first() {
             bail!(
                 "node {} ({}) imports `{import}`, which lp-host does not provide\n  help: a node may import lp:node/runtime, lp:node/types, WASI, and courier client interfaces named `<service>-client`",
@@ -103,7 +110,12 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
     let mut components = Vec::new();
     for ((component, interface), file) in loaded.into_iter().zip(&files) {
         let prepared = PreparedComponent::new(sandbox.engine(), &component, interface, &funcs)
-            .with_context(|| format!("cannot link component {}", file.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot link component {}: {e:#}\n  help: a node may import lp:node/runtime, lp:node/types, WASI 0.2 (cli, clocks, random, filesystem, sockets) and courier client interfaces named `<service>-client`",
+                    file.display()
+                )
+            })?;
         components.push(Arc::new(prepared));
     }
     Ok(Plan {

@@ -74,9 +74,12 @@ impl Sandbox {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read component {}", path.display()))?;
         check_is_component(path, &bytes)?;
-        self.cache
-            .load(&self.engine, &bytes)
-            .with_context(|| format!("cannot compile component {}", path.display()))
+        self.cache.load(&self.engine, &bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot compile component {}: {e:#}\n  help: the file is damaged or not a WebAssembly component; rebuild it for wasm32-wasip2",
+                path.display()
+            )
+        })
     }
 }
 
@@ -100,14 +103,14 @@ fn check_is_component(path: &Path, bytes: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         bail!(
-            "{} is not a WebAssembly file (no \\0asm header); give a component built with `cargo build --target wasm32-wasip2`",
+            "{} is not a WebAssembly file (no \\0asm header)\n  help: give a component built with `cargo build --target wasm32-wasip2`",
             path.display()
         );
     }
     // Bytes 4..8: version and layer; layer 1 is a component, 0 a core module.
     if bytes[6..8] == [0, 0] {
         bail!(
-            "{} is a core WebAssembly module, not a component; build it with `--target wasm32-wasip2` (or `cargo component build`)",
+            "{} is a core WebAssembly module, not a component\n  help: build it with `--target wasm32-wasip2` (or `cargo component build`)",
             path.display()
         );
     }

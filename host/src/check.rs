@@ -1,0 +1,169 @@
+//! `lp-host check PROGRAM`: everything `run` would refuse, found without
+//! running a node — the program.toml schema and values, files and granted
+//! directories, that each file is a component for the lp:node world, and
+//! that every edge type-checks. Human-readable by default; `--format json`
+//! for tools. Exit 0 when the program is good, 1 when it is not.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::launch;
+use crate::program::{self, Diagnostic, Override};
+use crate::sandbox::Sandbox;
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The program.toml to check.
+    program: PathBuf,
+
+    /// Override a setting without editing the file (repeatable), as for `run`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<Override>,
+
+    /// How to print the result.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+
+    /// Where compiled components are cached (default: $LP_CACHE_DIR or ~/.cache/lp).
+    #[arg(long, env = "LP_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+/// What `check` found.
+#[derive(Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub file: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    pub nodes: usize,
+    pub components: usize,
+    pub edges: usize,
+    pub errors: Vec<Problem>,
+}
+
+/// One problem: what, where (when known), and what to do.
+#[derive(Serialize)]
+pub struct Problem {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// The `--set` override the problem came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl From<Diagnostic> for Problem {
+    fn from(d: Diagnostic) -> Problem {
+        Problem {
+            message: d.message,
+            line: d.line_col.map(|(l, _)| l),
+            column: d.line_col.map(|(_, c)| c),
+            set: d.override_text,
+            help: d.help,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Problem {
+    /// A planning error: its text, with its `help:` lines apart.
+    fn from(e: anyhow::Error) -> Problem {
+        let text = format!("{e:#}");
+        let (mut message, mut help) = (Vec::new(), Vec::new());
+        for line in text.lines() {
+            match line.trim_start().strip_prefix("help: ") {
+                Some(h) => help.push(h.to_string()),
+                None => message.push(line.to_string()),
+            }
+        }
+        Problem {
+            message: message.join("\n"),
+            line: None,
+            column: None,
+            set: None,
+            help: (!help.is_empty()).then(|| help.join("\n")),
+        }
+    }
+}
+
+/// Check the program at `args.program`.
+pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<PathBuf>) -> Report {
+    let mut report = Report {
+        ok: false,
+        file: file.to_path_buf(),
+        program: None,
+        nodes: 0,
+        components: 0,
+        edges: 0,
+        errors: Vec::new(),
+    };
+    let program = match program::load(file, overrides) {
+        Ok(p) => p,
+        Err(d) => {
+            report.errors.push(d.into());
+            return report;
+        }
+    };
+    report.program = Some(program.name.clone());
+    report.nodes = program.nodes.len();
+    report.components = program.components.len();
+    report.edges = program.nodes.iter().map(|n| n.edges.len()).sum();
+    let planned = Sandbox::configured(cache_dir, false, program.stack_kib)
+        .and_then(|sandbox| launch::plan(program, Arc::new(sandbox)));
+    match planned {
+        Ok(_) => report.ok = true,
+        Err(e) => report.errors.push(e.into()),
+    }
+    report
+}
+
+pub fn main(args: CheckArgs) -> i32 {
+    let report = check(&args.program, &args.overrides, args.cache_dir.clone());
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report serializes")
+        ),
+        Format::Human => print_human(&report),
+    }
+    if report.ok { 0 } else { 1 }
+}
+
+fn print_human(report: &Report) {
+    let file = report.file.display();
+    if report.ok {
+        println!(
+            "ok: {file}: program {}, {} nodes, {} components, {} edges type-checked",
+            report.program.as_deref().unwrap_or("?"),
+            report.nodes,
+            report.components,
+            report.edges
+        );
+        return;
+    }
+    for problem in &report.errors {
+        let place = match (&problem.line, &problem.column, &problem.set) {
+            (Some(l), Some(c), _) => format!("{file}:{l}:{c}"),
+            (_, _, Some(set)) => format!("--set {set}"),
+            _ => file.to_string(),
+        };
+        eprintln!("error: {place}: {}", problem.message);
+        if let Some(help) = &problem.help {
+            for line in help.lines() {
+                eprintln!("  help: {line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+;; A valid component that does nothing an lp node does.
+(component)
