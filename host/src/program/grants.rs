@@ -11,6 +11,9 @@ use toml::Spanned;
 use super::load::Context;
 use super::{Diagnostic, DirGrant, Grants, Limits, NetGrant, Origin};
 
+/// The deepest wasm stack a program may ask for, in KiB.
+const MAX_STACK_KIB: u64 = 64 * 1024;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGrants {
@@ -181,6 +184,17 @@ pub(super) fn program_limits(cx: &Context, raw: &RawLimits) -> Result<Limits, Di
         table_elements: count(&raw.table_elements, "table_elements")?,
         instances: count(&raw.instances, "instances")?,
         cpu_secs,
-        stack_kib: count(&raw.stack_kib, "stack_kib")?,
+        stack_kib: match count(&raw.stack_kib, "stack_kib")? {
+            Some(kib) if kib > MAX_STACK_KIB => {
+                let origin = Origin::File(raw.stack_kib.as_ref().expect("set").span());
+                return Err(cx
+                    .error(
+                        &origin,
+                        format!("stack_kib must be at most {MAX_STACK_KIB} (64 MiB), not {kib}"),
+                    )
+                    .help("deep recursion is better written as a loop; leave stack_kib out for 512 KiB"));
+            }
+            kib => kib,
+        },
     })
 }
