@@ -436,3 +436,18 @@ fn a_call_in_flight_to_a_restarted_node_gets_a_typed_error() {
         "the restart kept the program healthy: {stderr}"
     );
 }
+
+#[test]
+fn a_limit_fails_only_its_node_under_both_launch_types() {
+    for launch in LAUNCH_TYPES {
+        let out = run(launch, &["tests/programs/over_memory.toml"]);
+        assert_eq!(out.status.code(), Some(1), "{launch}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("error: node probe failed: memory limit reached")
+                && stderr.contains("limits.memory_mib = 16"),
+            "{launch}: {stderr}"
+        );
+        assert!(!stderr.contains("node bystander failed"), "{launch}: {stderr}");
+    }
+}
