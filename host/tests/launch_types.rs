@@ -448,6 +448,9 @@ fn a_limit_fails_only_its_node_under_both_launch_types() {
                 && stderr.contains("limits.memory_mib = 16"),
             "{launch}: {stderr}"
         );
-        assert!(!stderr.contains("node bystander failed"), "{launch}: {stderr}");
+        assert!(
+            !stderr.contains("node bystander failed"),
+            "{launch}: {stderr}"
+        );
     }
 }

@@ -164,3 +164,17 @@ fn a_node_over_its_cpu_limit_fails_naming_the_limit() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn a_component_over_its_instance_limit_fails_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, failure) = run(
+        dir.path(),
+        "",
+        "args = { mode = \"env\" }\nlimits = { instances = 1 }",
+    );
+    assert!(
+        failure.contains("node probe failed") && failure.contains("limits.instances = 1"),
+        "{failure}"
+    );
+}
