@@ -131,11 +131,14 @@ impl TestProgram {
         let running = match how {
             TestLaunch::Mt => launch::local_mt::launch(&plan, options)?,
             TestLaunch::Mp => {
-                if std::env::var_os("LP_HOST_EXE").is_none() {
-                    // SAFETY: tests set this before any worker is started;
-                    // nothing else in the host reads it concurrently.
-                    unsafe { std::env::set_var("LP_HOST_EXE", lp_host_exe()?) };
-                }
+                let worker_exe = match std::env::var_os("LP_HOST_EXE") {
+                    Some(exe) => PathBuf::from(exe),
+                    None => lp_host_exe()?,
+                };
+                let options = LaunchOptions {
+                    worker_exe: Some(worker_exe),
+                    ..options
+                };
                 launch::local_mp::launch(&plan, options, cache_dir)?
             }
         };

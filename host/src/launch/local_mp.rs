@@ -30,8 +30,12 @@ use crate::courier::grpc::{self};
 use crate::courier::{Placement, Router, Secret, Wire};
 use crate::stop::StopSignal;
 
-/// Where the lp-host binary is, to start workers from.
-pub fn worker_exe() -> Result<PathBuf> {
+/// Where the lp-host binary is, to start workers from: as the launch
+/// options say, else `$LP_HOST_EXE`, else this executable.
+pub fn worker_exe(options: &LaunchOptions) -> Result<PathBuf> {
+    if let Some(exe) = &options.worker_exe {
+        return Ok(exe.clone());
+    }
     if let Some(exe) = std::env::var_os("LP_HOST_EXE") {
         return Ok(PathBuf::from(exe));
     }
@@ -143,7 +147,7 @@ pub fn launch(
         });
     }
 
-    let exe = worker_exe()?;
+    let exe = worker_exe(&options)?;
     let program_file = program.file.canonicalize()?;
     let mut watchers = Vec::new();
     let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();

@@ -77,6 +77,9 @@ pub struct LaunchOptions {
     pub spin: Duration,
     /// How calls travel between processes (local_mp).
     pub transport: Transport,
+    /// The lp-host binary local_mp starts as workers (default:
+    /// `$LP_HOST_EXE`, else this executable).
+    pub worker_exe: Option<std::path::PathBuf>,
 }
 
 impl Default for LaunchOptions {
@@ -87,6 +90,7 @@ impl Default for LaunchOptions {
             threads: default_threads(),
             spin: pool::default_spin(),
             transport: Transport::default(),
+            worker_exe: None,
         }
     }
 }
