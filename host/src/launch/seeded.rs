@@ -299,24 +299,14 @@ pub fn run(
         |task| lock(&tasks).push(Some(task)),
     );
     drop(traced_output);
-    let mut tasks = tasks.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut scheduler = Scheduler::new(tasks.into_inner().unwrap_or_else(|p| p.into_inner()));
 
-    let ready = Arc::new(Mutex::new((0..tasks.len()).collect::<BTreeSet<usize>>()));
-    let notify = Arc::new(tokio::sync::Notify::new());
-    let wakers: Vec<Waker> = (0..tasks.len())
-        .map(|task| {
-            Waker::from(Arc::new(TaskWaker {
-                task,
-                ready: ready.clone(),
-                notify: notify.clone(),
-            }))
-        })
-        .collect();
-    let crash = chaos.plan_crash(tasks.len());
+    let crash = chaos.plan_crash(scheduler.len());
+    let with_run = nodes_with_run(plan);
     let mut judge = Judge {
         names: &names,
-        with_run: nodes_with_run(plan),
-        had_runs: !nodes_with_run(plan).is_empty(),
+        had_runs: !with_run.is_empty(),
+        with_run,
         exited: 0,
         failures: Vec::new(),
         reason: None,
@@ -327,73 +317,49 @@ pub fn run(
         control: &control,
         notice,
     };
-    let mut steps_of = vec![0u64; tasks.len()];
-    let mut steps = 0u64;
     loop {
         while let Ok(event) = events.try_recv() {
             judge.on_event(event, &chaos);
         }
-        if judge.exited == tasks.len() {
+        if judge.exited == scheduler.len() {
             break;
         }
         if judge.decide(&chaos) == Decision::Kill {
-            for &id in &judge.with_run.clone() {
-                if tasks[id as usize].take().is_some() {
+            for id in std::mem::take(&mut judge.with_run) {
+                if scheduler.remove(id as usize) {
                     chaos.record(format!("interrupt {}", names[id as usize]));
                     judge.on_event(NodeEvent::Exited(id), &chaos);
                 }
             }
-            judge.with_run.clear();
             continue;
         }
-        if chaos.elapsed() > settings.max_virtual_time || steps >= settings.max_steps {
+        if chaos.elapsed() > settings.max_virtual_time || scheduler.steps >= settings.max_steps {
             judge.no_end(settings, &chaos);
-            for (id, task) in tasks.iter_mut().enumerate() {
-                if task.take().is_some() {
+            for id in 0..scheduler.len() {
+                if scheduler.remove(id) {
                     judge.on_event(NodeEvent::Exited(id as u32), &chaos);
                 }
             }
             break;
         }
-        let choices: Vec<usize> = lock(&ready)
-            .iter()
-            .copied()
-            .filter(|&t| tasks[t].is_some())
-            .collect();
+        let choices = scheduler.ready();
         if choices.is_empty() {
-            // Every node waits: let virtual time run to the next timer.
-            runtime.block_on(async {
-                tokio::select! {
-                    () = notify.notified() => {}
-                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-            });
+            scheduler.wait_for_timers(&runtime);
             continue;
         }
         let task = choices[chaos.pick(choices.len())];
-        lock(&ready).remove(&task);
-        steps += 1;
-        steps_of[task] += 1;
-        if crash == Some((task, steps_of[task])) {
-            tasks[task] = None;
-            let error = format!("injected crash at its step {}", steps_of[task]);
+        let its_step = scheduler.count_step(task);
+        if crash == Some((task, its_step)) {
+            scheduler.remove(task);
+            let error = format!("injected crash at its step {its_step}");
             chaos.record(format!("fault: crash {} ({error})", names[task]));
             judge.on_event(NodeEvent::Failed(task as u32, error), &chaos);
             judge.on_event(NodeEvent::Exited(task as u32), &chaos);
             continue;
         }
         chaos.record(format!("step {}", names[task]));
-        let Some(future) = tasks[task].as_mut() else {
-            continue;
-        };
-        if future
-            .as_mut()
-            .poll(&mut Context::from_waker(&wakers[task]))
-            .is_ready()
-        {
-            tasks[task] = None;
-        }
-        if steps.is_multiple_of(16) {
+        scheduler.poll(task);
+        if scheduler.steps.is_multiple_of(16) {
             runtime.block_on(tokio::time::advance(STEP_TIME * 16));
         }
     }
@@ -411,10 +377,97 @@ pub fn run(
             ))
             .collect::<String>()
     ));
-    drop(tasks);
+    drop(scheduler);
     let mut trace = lock(&chaos.trace).join("\n");
     trace.push('\n');
     Ok(SeededOutcome { outcome, trace })
+}
+
+/// The nodes' tasks, which of them are ready, and how many steps each
+/// has taken.
+struct Scheduler {
+    tasks: Vec<Option<Task>>,
+    ready: Arc<Mutex<BTreeSet<usize>>>,
+    notify: Arc<tokio::sync::Notify>,
+    wakers: Vec<Waker>,
+    steps: u64,
+    steps_of: Vec<u64>,
+}
+
+impl Scheduler {
+    fn new(tasks: Vec<Option<Task>>) -> Scheduler {
+        let ready = Arc::new(Mutex::new((0..tasks.len()).collect::<BTreeSet<usize>>()));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let wakers = (0..tasks.len())
+            .map(|task| {
+                Waker::from(Arc::new(TaskWaker {
+                    task,
+                    ready: ready.clone(),
+                    notify: notify.clone(),
+                }))
+            })
+            .collect();
+        Scheduler {
+            steps_of: vec![0; tasks.len()],
+            tasks,
+            ready,
+            notify,
+            wakers,
+            steps: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// The live tasks that are ready to step, in task order.
+    fn ready(&self) -> Vec<usize> {
+        lock(&self.ready)
+            .iter()
+            .copied()
+            .filter(|&t| self.tasks[t].is_some())
+            .collect()
+    }
+
+    /// Drop a task; whether it was still live.
+    fn remove(&mut self, task: usize) -> bool {
+        self.tasks[task].take().is_some()
+    }
+
+    /// Count a step of `task` (taking it off the ready set); its number
+    /// among the task's own steps.
+    fn count_step(&mut self, task: usize) -> u64 {
+        lock(&self.ready).remove(&task);
+        self.steps += 1;
+        self.steps_of[task] += 1;
+        self.steps_of[task]
+    }
+
+    /// Poll `task` once; a task that completes is dropped.
+    fn poll(&mut self, task: usize) {
+        let Some(future) = self.tasks[task].as_mut() else {
+            return;
+        };
+        if future
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.wakers[task]))
+            .is_ready()
+        {
+            self.tasks[task] = None;
+        }
+    }
+
+    /// Every node waits: let virtual time run to the next timer (or until
+    /// a node is woken).
+    fn wait_for_timers(&self, runtime: &tokio::runtime::Runtime) {
+        runtime.block_on(async {
+            tokio::select! {
+                () = self.notify.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        });
+    }
 }
 
 #[derive(PartialEq, Eq)]
