@@ -110,6 +110,39 @@ impl Signature {
         Ok((out, typed))
     }
 
+    /// Like [`Self::encode_args_into`], but a `list<u8>` argument of the
+    /// typed shape is handed back whole rather than copied: `out` gets its
+    /// length prefix, and the caller sends the bytes after it.
+    pub fn encode_args_split(
+        &self,
+        args: Payload,
+        out: &mut Vec<u8>,
+    ) -> Result<(bool, Option<Vec<u8>>), CodecError> {
+        match take_bytes(args) {
+            Ok(bytes) => {
+                codec::put_unsigned(out, bytes.len() as u64);
+                Ok((true, Some(bytes)))
+            }
+            Err(args) => Ok((self.encode_args_into(&args, out)?, None)),
+        }
+    }
+
+    /// Like [`Self::encode_results_into`], handing a `list<u8>` result back
+    /// whole (see [`Self::encode_args_split`]).
+    pub fn encode_results_split(
+        &self,
+        results: Payload,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        match take_bytes(results) {
+            Ok(bytes) => {
+                codec::put_unsigned(out, bytes.len() as u64);
+                Ok(Some(bytes))
+            }
+            Err(results) => self.encode_results_into(&results, out).map(|()| None),
+        }
+    }
+
     /// Append the arguments to `out`; whether they are the typed encoding.
     pub fn encode_args_into(&self, args: &Payload, out: &mut Vec<u8>) -> Result<bool, CodecError> {
         match args {
@@ -182,6 +215,18 @@ impl Signature {
         };
         end(bytes)?;
         Ok(payload)
+    }
+}
+
+/// The bytes of a typed `list<u8>` payload (whose encoding is a length and
+/// the bytes, as `launch::typed` writes it), or the payload back.
+fn take_bytes(payload: Payload) -> Result<Vec<u8>, Payload> {
+    match payload {
+        Payload::Typed(value) => value
+            .downcast::<Vec<u8>>()
+            .map(|bytes| *bytes)
+            .map_err(Payload::Typed),
+        other => Err(other),
     }
 }
 

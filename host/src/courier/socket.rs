@@ -59,16 +59,28 @@ impl FrameBuf {
         FrameBuf(bytes)
     }
 
-    fn finish(mut self) -> io::Result<Vec<u8>> {
-        let len = self.0.len() - 4;
+    fn finish(self) -> io::Result<OutFrame> {
+        self.finish_with(None)
+    }
+
+    /// The frame, with `tail` (a large payload's bytes, not copied) sent
+    /// right after what was built.
+    fn finish_with(mut self, tail: Option<Vec<u8>>) -> io::Result<OutFrame> {
+        let len = self.0.len() - 4 + tail.as_ref().map_or(0, Vec::len);
         if len > MAX_FRAME {
             return Err(io::Error::other(format!(
                 "a message of {len} bytes is over the limit of {MAX_FRAME}"
             )));
         }
         self.0[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        Ok(self.0)
+        Ok(OutFrame { head: self.0, tail })
     }
+}
+
+/// A frame to write: its first bytes, and maybe a payload sent as is.
+struct OutFrame {
+    head: Vec<u8>,
+    tail: Option<Vec<u8>>,
 }
 
 /// One frame as read: its kind, call id and body.
@@ -146,15 +158,14 @@ impl FrameReader {
                     return Ok(Some(Frame { kind, id, body }));
                 }
                 if HEADER + body_len > self.buf.len() {
-                    // A large body: read it straight into its own buffer.
-                    let mut body = vec![0; body_len];
-                    body[..have].copy_from_slice(&unread[HEADER..]);
+                    // A large body: read it straight into its own buffer
+                    // (not zeroed first: the socket fills it).
+                    let mut body = Vec::with_capacity(body_len);
+                    body.extend_from_slice(&unread[HEADER..]);
                     (self.start, self.end) = (0, 0);
-                    let mut filled = have;
-                    while filled < body_len {
-                        match read_some(&self.socket, self.spin, &mut body[filled..]).await? {
-                            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                            n => filled += n,
+                    while body.len() < body_len {
+                        if read_spare(&self.socket, self.spin, &mut body, body_len).await? == 0 {
+                            return Err(io::ErrorKind::UnexpectedEof.into());
                         }
                     }
                     return Ok(Some(Frame { kind, id, body }));
@@ -178,9 +189,52 @@ impl FrameReader {
 /// Read what is there into `buf`: spin for `spin`, then park until the
 /// socket is readable. Returns the bytes read (0 at end of stream).
 async fn read_some(socket: &Socket, spin: Duration, buf: &mut [u8]) -> io::Result<usize> {
+    read_with(socket, spin, |stream| (&*stream).read(buf)).await
+}
+
+/// Like [`read_some`], into `buf`'s spare capacity, up to `limit` bytes in
+/// all (no zeroing of the room first).
+async fn read_spare(
+    socket: &Socket,
+    spin: Duration,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<usize> {
+    let want = limit.min(buf.capacity()) - buf.len();
+    let n = read_with(socket, spin, |stream| {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: read(2) writes at most `want` bytes into the spare
+        // capacity, which is at least that long; the descriptor is the
+        // stream's own.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(stream),
+                spare.as_mut_ptr().cast(),
+                want,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    })
+    .await?;
+    // SAFETY: the first `n` bytes of the spare capacity were just written.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// One non-blocking `attempt` at a read after another: spinning for `spin`
+/// while there is nothing, then parking until the socket is readable.
+async fn read_with(
+    socket: &Socket,
+    spin: Duration,
+    mut attempt: impl FnMut(&StdUnixStream) -> io::Result<usize>,
+) -> io::Result<usize> {
     let mut spinning_since: Option<Instant> = None;
     loop {
-        match socket.get_ref().read(buf) {
+        match attempt(socket.get_ref()) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -198,9 +252,16 @@ async fn read_some(socket: &Socket, spin: Duration, buf: &mut [u8]) -> io::Resul
 }
 
 /// Write every frame queued on `frames`, then close the socket for writing.
-async fn write_frames(socket: Socket, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_frames(socket: Socket, mut frames: mpsc::UnboundedReceiver<OutFrame>) {
     while let Some(frame) = frames.recv().await {
-        if write_all(&socket, &frame).await.is_err() {
+        let written = match write_all(&socket, &frame.head).await {
+            Ok(()) => match &frame.tail {
+                Some(tail) => write_all(&socket, tail).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if written.is_err() {
             break;
         }
     }
@@ -250,7 +311,7 @@ type Pending = Mutex<HashMap<u64, oneshot::Sender<Frame>>>;
 
 /// The caller's end of one connection.
 struct Connection {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: mpsc::UnboundedSender<OutFrame>,
     pending: Arc<Pending>,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
@@ -364,12 +425,13 @@ impl Remote {
         frame.0.extend_from_slice(&target.to_le_bytes());
         frame.0.extend_from_slice(&func.0.to_le_bytes());
         frame.0.push(0);
-        let typed = signature
-            .encode_args_into(&args, &mut frame.0)
+        // A byte-list argument is sent from its own buffer, not copied.
+        let (typed, bytes) = signature
+            .encode_args_split(args, &mut frame.0)
             .map_err(|e| CallError::Unreachable(format!("cannot encode arguments: {e}")))?;
         frame.0[HEADER + 8] = typed as u8;
         let frame = frame
-            .finish()
+            .finish_with(bytes)
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
 
         let (waiter, reply) = oneshot::channel();
@@ -491,7 +553,7 @@ async fn serve_connection(
 }
 
 /// Run one call; its reply frame.
-async fn serve_call(router: &Router, id: u64, body: &[u8]) -> Vec<u8> {
+async fn serve_call(router: &Router, id: u64, body: &[u8]) -> OutFrame {
     let outcome = async {
         let (header, args) = body
             .split_at_checked(9)
@@ -506,11 +568,11 @@ async fn serve_call(router: &Router, id: u64, body: &[u8]) -> Vec<u8> {
         // The caller's side keeps the deadline.
         let results = router.call_with_deadline(target, func, args, None).await?;
         let mut frame = FrameBuf::new(RESULTS, id);
-        signature
-            .encode_results_into(&results, &mut frame.0)
+        let bytes = signature
+            .encode_results_split(results, &mut frame.0)
             .map_err(|e| CallError::Unreachable(format!("cannot encode results: {e}")))?;
         frame
-            .finish()
+            .finish_with(bytes)
             .map_err(|e| CallError::Unreachable(e.to_string()))
     }
     .await;
