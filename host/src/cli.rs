@@ -234,7 +234,7 @@ fn run(args: RunArgs) -> i32 {
         {
             let interrupts = interrupts.clone();
             if let Err(e) = ctrlc::set_handler(move || {
-                let mut slot = interrupts.lock().unwrap_or_else(|p| p.into_inner());
+                let mut slot = crate::lock(&interrupts);
                 match &slot.0 {
                     Some(handle) => handle.interrupt(),
                     None => slot.1 += 1,
@@ -250,7 +250,7 @@ fn run(args: RunArgs) -> i32 {
             }
         };
         {
-            let mut slot = interrupts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = crate::lock(&interrupts);
             let handle = running.handle();
             for _ in 0..slot.1 {
                 handle.interrupt();

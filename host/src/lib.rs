@@ -25,6 +25,13 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
+/// Lock a mutex, going on past a poisoned one (a panicked holder cannot
+/// leave these maps or buffers half-updated in a way that matters more than
+/// stopping).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub use launch::{EndReason, LaunchOptions, LaunchType, Outcome};
 pub use output::Output;
 pub use program::{Override, Program};

@@ -175,10 +175,7 @@ impl Output {
         }
         if let Some(file) = self.inner.files.as_ref().and_then(|f| f.files.get(node)) {
             let line = format!("{}{text}\n", level_prefix(stream));
-            let _ = file
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write_all(line.as_bytes());
+            let _ = crate::lock(file).write_all(line.as_bytes());
         }
         if let Some(capture) = &self.inner.capture {
             let line = OutputLine {
@@ -187,14 +184,14 @@ impl Output {
                 text: text.to_string(),
                 at: Instant::now(),
             };
-            capture.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            crate::lock(capture).push(line);
         }
     }
 
     /// Every captured line so far (empty unless capturing).
     pub fn lines(&self) -> Vec<OutputLine> {
         match &self.inner.capture {
-            Some(c) => c.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            Some(c) => crate::lock(c).clone(),
             None => Vec::new(),
         }
     }

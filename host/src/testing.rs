@@ -94,8 +94,9 @@ impl TestProgram {
         self
     }
 
-    /// Build, check and start the program.
-    pub fn launch(self, how: TestLaunch) -> Result<TestRun> {
+    /// Load the program with its settings and disabled runs, and plan it
+    /// (with a fuel-counting engine for seeded runs).
+    fn plan(&self, fuel: bool) -> Result<launch::Plan> {
         let overrides: Vec<Override> = self
             .overrides
             .iter()
@@ -105,24 +106,21 @@ impl TestProgram {
         let mut program = program::load(&self.path, &overrides).map_err(|d| anyhow!("{d}"))?;
         for name in &self.run_disabled {
             if program.disable_run(name) == 0 {
+                let names: Vec<&str> = program.nodes.iter().map(|n| n.name.as_str()).collect();
                 bail!(
                     "cannot disable run of `{name}`: the program has no such node\n  help: nodes are {}",
-                    node_names(
-                        &program
-                            .nodes
-                            .iter()
-                            .map(|n| n.name.clone())
-                            .collect::<Vec<_>>()
-                    )
+                    names.join(", ")
                 );
             }
         }
-        let cache_dir = self
-            .cache_dir
-            .clone()
-            .or_else(|| std::env::var_os("LP_CACHE_DIR").map(PathBuf::from));
-        let sandbox = Sandbox::configured(cache_dir.clone(), false, program.stack_kib)?;
-        let plan = launch::plan(program, Arc::new(sandbox))?;
+        let sandbox = Sandbox::configured(self.cache_dir.clone(), fuel, program.stack_kib)?;
+        launch::plan(program, Arc::new(sandbox))
+    }
+
+    /// Build, check and start the program.
+    pub fn launch(self, how: TestLaunch) -> Result<TestRun> {
+        let plan = self.plan(false)?;
+        let cache_dir = self.cache_dir.clone();
         let output = Output::capture();
         let options = LaunchOptions {
             output: output.clone(),
@@ -208,22 +206,7 @@ impl TestProgram {
     /// Run the program to its end on the seeded, deterministic scheduler
     /// (as `lp-host run --launch test_mt --seed N --faults F`).
     pub fn run_seeded(&self, seed: u64, faults: u32) -> Result<SeededRun> {
-        let overrides: Vec<Override> = self
-            .overrides
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, String>>()
-            .map_err(|e| anyhow!("bad setting: {e}"))?;
-        let mut program = program::load(&self.path, &overrides).map_err(|d| anyhow!("{d}"))?;
-        for name in &self.run_disabled {
-            program.disable_run(name);
-        }
-        let cache_dir = self
-            .cache_dir
-            .clone()
-            .or_else(|| std::env::var_os("LP_CACHE_DIR").map(PathBuf::from));
-        let sandbox = Sandbox::configured(cache_dir, true, program.stack_kib)?;
-        let plan = launch::plan(program, Arc::new(sandbox))?;
+        let plan = self.plan(true)?;
         let settings = Seeded {
             faults,
             ..Seeded::new(seed)
@@ -266,10 +249,6 @@ fn lp_host_exe() -> Result<PathBuf> {
         })
 }
 
-fn node_names(names: &[String]) -> String {
-    names.join(", ")
-}
-
 struct TestNodeInfo {
     name: String,
     /// Every function the node exports: (interface, function, key).
@@ -296,10 +275,10 @@ impl TestRun {
             .iter()
             .position(|n| n.name == name)
             .ok_or_else(|| {
-                let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+                let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
                 anyhow!(
                     "the program has no node `{name}`\n  help: nodes are {}",
-                    node_names(&names)
+                    names.join(", ")
                 )
             })?;
         Ok(TestNode {

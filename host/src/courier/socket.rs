@@ -21,7 +21,7 @@ use std::io::{self, Read as _, Write as _};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -30,6 +30,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CallError, FuncKey, Payload, Reply, Router, Secret};
+use crate::lock;
 
 /// The largest frame accepted (calls of at least 64 MiB are promised).
 pub const MAX_FRAME: usize = 1 << 30;
@@ -42,10 +43,6 @@ const HELLO: u8 = 4;
 
 /// Bytes before a frame's body: length, kind, id.
 const HEADER: usize = 4 + 1 + 8;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A frame being built: the header is filled in by [`FrameBuf::finish`].
 struct FrameBuf(Vec<u8>);

@@ -23,11 +23,7 @@ use crate::courier::Transport;
 use crate::output::Output;
 use crate::stop::StopSignal;
 
-/// Lock a mutex, going on past a poisoned one (a panicked holder cannot
-/// leave these maps half-updated in a way that matters more than stopping).
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::lock;
 
 /// Worker threads for nodes: `$LP_THREADS`, else one per core.
 pub fn default_threads() -> usize {

@@ -32,7 +32,7 @@ impl LineWriter {
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
-        let mut partial = self.inner.partial.lock().unwrap_or_else(|p| p.into_inner());
+        let mut partial = crate::lock(&self.inner.partial);
         partial.extend_from_slice(bytes);
         let Some(last_newline) = partial.iter().rposition(|&b| b == b'\n') else {
             return;
