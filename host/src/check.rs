@@ -2,7 +2,7 @@
 //! running a node — the program.toml schema and values, files and granted
 //! directories, that each file is a component for the lp:node world, and
 //! that every edge type-checks. Human-readable by default; `--format json`
-//! for tools. Exit 0 when the program is good, 1 when it is not.
+//! for tools. Exit 0 when the program is good, 2 when it is not (as `run`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,6 +80,10 @@ impl From<Diagnostic> for Problem {
 impl From<anyhow::Error> for Problem {
     /// A planning error: its text, with its `help:` lines apart.
     fn from(e: anyhow::Error) -> Problem {
+        let e = match e.downcast::<Diagnostic>() {
+            Ok(diagnostic) => return diagnostic.into(),
+            Err(e) => e,
+        };
         let text = format!("{e:#}");
         let (mut message, mut help) = (Vec::new(), Vec::new());
         for line in text.lines() {
@@ -138,7 +142,8 @@ pub fn main(args: CheckArgs) -> i32 {
         ),
         Format::Human => print_human(&report),
     }
-    if report.ok { 0 } else { 1 }
+    // The same status as `run` gives a program it refuses.
+    if report.ok { 0 } else { 2 }
 }
 
 fn print_human(report: &Report) {

@@ -256,15 +256,44 @@ fn check_validates_without_running_and_speaks_json() {
         "ok: examples/consumer_producers/program.toml: program consumer_producers, 11 nodes, 2 components, 10 edges type-checked\n"
     );
 
-    // A type mismatch between two nodes: found, nothing run.
+    // A type mismatch between two nodes: found, nothing run, pointing at
+    // the handle that makes the edge (line 14, column 10).
     let out = lp_host(&["check", "tests/programs/mismatch.toml"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
         stderr.starts_with(
-            "error: tests/programs/mismatch.toml: type mismatch on lp:test/faulty@0.1.0.echo"
+            "error: tests/programs/mismatch.toml:14:10: type mismatch on lp:test/faulty@0.1.0.echo"
         ) && stderr.contains("\n  help: "),
         "{stderr}"
+    );
+    let out = lp_host(&["check", "tests/programs/mismatch.toml", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&json["errors"][0]["line"], &json["errors"][0]["column"]),
+        (&14.into(), &10.into())
+    );
+    assert!(json["errors"][0]["help"].is_string());
+    // `run` says the same, with the same status.
+    let out = lp_host(&["run", "tests/programs/mismatch.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("mismatch.toml:14:10: type mismatch on"),
+        "{}",
+        text(&out.stderr)
+    );
+    // From `--set`, the override is named instead.
+    let out = lp_host(&[
+        "check",
+        "tests/programs/mismatch.toml",
+        "--set",
+        "caller.args.target={ handle = \"faulty\" }",
+    ]);
+    assert!(
+        text(&out.stderr).contains("--set caller.args.target="),
+        "{}",
+        text(&out.stderr)
     );
 
     // A bad key, as JSON: where and what to do, for tools.
@@ -274,7 +303,7 @@ fn check_validates_without_running_and_speaks_json() {
         "--format",
         "json",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["ok"], false);
     assert_eq!(json["errors"][0]["line"], 7);

@@ -109,6 +109,8 @@ fn a_type_mismatched_edge_is_refused_before_launch() {
         "{message}"
     );
     assert!(message.contains("lp:test/faulty@0.1.0.echo"), "{message}");
+    // Where the handle that makes the edge was written.
+    assert!(message.contains("mismatch.toml:14:10: "), "{message}");
     assert!(
         message.contains("u64") && message.contains("string"),
         "{message}"

@@ -1,6 +1,7 @@
-//! Launching a planned program. `local_mt` runs every node on its own thread
-//! in this process; the other launch types will sit beside it, sharing the
-//! plan and the node runtime.
+//! Launching a planned program: `local_mt` runs every node as a task on a
+//! pool of worker threads in this process, `local_mp` in worker processes,
+//! `test_mt` on one seeded scheduler; all share the plan and the node
+//! runtime.
 
 mod limits;
 pub mod local_mp;
@@ -36,7 +37,7 @@ pub fn default_threads() -> usize {
 /// How nodes are placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LaunchType {
-    /// Every node on its own thread in this process.
+    /// Every node in this process, as a task on a pool of threads (one per core).
     #[value(name = "local_mt")]
     LocalMt,
     /// Every node (or colocation group) in a process of its own.

@@ -14,7 +14,7 @@ use wasmtime::component::types::Type;
 use super::typed::shape_for;
 use crate::courier::{FuncTable, Signature, TypedWire, check_client_shape, check_edge};
 use crate::launch::node::PreparedComponent;
-use crate::program::{ComponentSource, Program};
+use crate::program::{ComponentSource, Diagnostic, Program};
 use crate::sandbox::{Sandbox, inspect};
 
 /// A program ready to launch.
@@ -82,7 +82,12 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
                 &loaded[target.component].1,
                 &edge.arg,
             )
-            .map_err(|e| anyhow::anyhow!("{e}\n  help: make the caller's client interface match the target's export, then rebuild both"))?;
+            .map_err(|e| {
+                // Point at the handle in program.toml (or the `--set`).
+                anyhow::Error::new(Diagnostic::at(&program.file, &edge.place, e).help(
+                    "make the caller's client interface match the target's export, then rebuild both",
+                ))
+            })?;
         }
     }
 

@@ -16,6 +16,31 @@ pub enum Origin {
     Program,
 }
 
+/// A resolved place in a program, kept for problems found after loading
+/// (e.g. an edge whose types do not match): file line and column, or the
+/// `--set` override.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    pub line_col: Option<(usize, usize)>,
+    pub override_text: Option<String>,
+}
+
+impl Place {
+    pub fn of(source: &str, origin: &Origin) -> Place {
+        match origin {
+            Origin::File(span) => Place {
+                line_col: Some(line_col(source, span.start)),
+                override_text: None,
+            },
+            Origin::Override(text) => Place {
+                line_col: None,
+                override_text: Some(text.clone()),
+            },
+            Origin::Program => Place::default(),
+        }
+    }
+}
+
 /// One problem with a program: location, message, and a hint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -30,15 +55,15 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(file: &Path, source: &str, origin: &Origin, message: impl Into<String>) -> Self {
-        let (line_col, override_text) = match origin {
-            Origin::File(span) => (Some(line_col(source, span.start)), None),
-            Origin::Override(text) => (None, Some(text.clone())),
-            Origin::Program => (None, None),
-        };
+        Diagnostic::at(file, &Place::of(source, origin), message)
+    }
+
+    /// A problem at a place resolved earlier.
+    pub fn at(file: &Path, place: &Place, message: impl Into<String>) -> Self {
         Diagnostic {
             file: file.to_path_buf(),
-            line_col,
-            override_text,
+            line_col: place.line_col,
+            override_text: place.override_text.clone(),
             message: message.into(),
             help: None,
         }

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::grants::{self, RawGrants, RawLimits};
 use super::overrides::{Override, OverrideTarget};
-use super::{ComponentSource, Diagnostic, Edge, HANDLE_KEY, NodeSpec, Origin, Program};
+use super::{ComponentSource, Diagnostic, Edge, HANDLE_KEY, NodeSpec, Origin, Place, Program};
 
 const REFERENCE: &str = "see \"program.toml reference\" in README.md";
 
@@ -482,11 +482,13 @@ impl HandleResolver<'_> {
                 ),
             ));
         };
+        let place = Place::of(self.cx.source, origin);
         let mut add = |id: u32| {
             edges.push(Edge {
                 target: id,
                 arg: arg.to_string(),
                 timeout,
+                place: place.clone(),
             });
             handle_json(id)
         };

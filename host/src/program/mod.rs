@@ -10,7 +10,7 @@ mod overrides;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use diagnostic::{Diagnostic, Origin, line_col};
+pub use diagnostic::{Diagnostic, Origin, Place, line_col};
 pub use load::{load, load_str};
 pub use overrides::Override;
 
@@ -133,13 +133,15 @@ pub struct Limits {
     pub stack_kib: Option<u64>,
 }
 
-/// A handle given to a node: the target, the arg that carried it, and the
-/// deadline of calls through it if it overrides the program's.
+/// A handle given to a node: the target, the arg that carried it, the
+/// deadline of calls through it if it overrides the program's, and where
+/// program.toml (or `--set`) wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Edge {
     pub target: u32,
     pub arg: String,
     pub timeout: Option<Duration>,
+    pub place: Place,
 }
 
 impl Program {
