@@ -1,6 +1,7 @@
 //! program.toml → [`Program`]: schema (unknown keys rejected), overrides,
 //! replica expansion, handle resolution. Every error is a [`Diagnostic`].
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use toml::Spanned;
 
 use super::grants::{self, RawGrants, RawLimits};
 use super::overrides::{Override, OverrideTarget};
+use super::replica::{Replica, whole};
 use super::{ComponentSource, Diagnostic, Edge, HANDLE_KEY, NodeSpec, Origin, Place, Program};
 
 const REFERENCE: &str = "see \"program.toml reference\" in README.md";
@@ -353,39 +355,57 @@ fn expand(
     Ok(nodes)
 }
 
-/// Turn each entry's args into JSON, resolving handles to node ids.
+/// Turn each entry's args into JSON, resolving handles to node ids. Args
+/// that use the replica (`per_replica`, a handle's `index`) are resolved for
+/// each replica; the others once for the whole entry.
 fn resolve_args(cx: &Context, entries: &[Entry], nodes: &mut [NodeSpec]) -> Result<(), Diagnostic> {
     let names: HashMap<String, u32> = nodes.iter().map(|n| (n.name.clone(), n.id)).collect();
     let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
-    let mut entry_replicas: HashMap<&str, usize> = HashMap::new();
+    let mut entry_nodes: HashMap<&str, Vec<u32>> = HashMap::new();
     for n in nodes.iter() {
         groups.entry(n.group.as_str()).or_default().push(n.id);
-        *entry_replicas.entry(n.entry.as_str()).or_default() += 1;
+        entry_nodes.entry(n.entry.as_str()).or_default().push(n.id);
     }
     let resolver = HandleResolver {
         cx,
         names: &names,
         groups: &groups,
-        entry_replicas: &entry_replicas,
+        entry_nodes: &entry_nodes,
     };
 
-    let mut resolved: HashMap<String, (serde_json::Value, Vec<Edge>)> = HashMap::new();
+    let mut resolved: Vec<(serde_json::Value, Vec<Edge>)> = Vec::with_capacity(nodes.len());
     for entry in entries {
-        let mut object = serde_json::Map::new();
-        let mut edges = Vec::new();
-        for (key, arg) in &entry.args {
-            let value = resolver.convert(&arg.value, &arg.origin, key, &mut edges)?;
-            object.insert(key.clone(), value);
+        let ids = &entry_nodes[entry.name.value.as_str()];
+        let mut shared = None;
+        for (index, &id) in ids.iter().enumerate() {
+            if let Some(args) = &shared {
+                resolved.push(Clone::clone(args));
+                continue;
+            }
+            let depends = Cell::new(false);
+            let replica = Replica {
+                name: &nodes[id as usize].name,
+                index: index as u32,
+                replicas: ids.len() as u32,
+                depends: &depends,
+            };
+            let mut object = serde_json::Map::new();
+            let mut edges = Vec::new();
+            for (key, arg) in &entry.args {
+                let value = resolver.convert(&arg.value, &arg.origin, key, &mut edges, &replica)?;
+                object.insert(key.clone(), value);
+            }
+            let args = (serde_json::Value::Object(object), edges);
+            if !depends.get() {
+                shared = Some(args.clone());
+            }
+            resolved.push(args);
         }
-        resolved.insert(
-            entry.name.value.clone(),
-            (serde_json::Value::Object(object), edges),
-        );
     }
-    for node in nodes.iter_mut() {
-        let (args, edges) = &resolved[&node.entry];
-        node.args = args.clone();
-        node.edges = edges.clone();
+    // Nodes are numbered entry by entry, replica by replica, as above.
+    for (node, (args, edges)) in nodes.iter_mut().zip(resolved) {
+        node.args = args;
+        node.edges = edges;
     }
     Ok(())
 }
@@ -394,17 +414,20 @@ struct HandleResolver<'a> {
     cx: &'a Context<'a>,
     names: &'a HashMap<String, u32>,
     groups: &'a HashMap<&'a str, Vec<u32>>,
-    entry_replicas: &'a HashMap<&'a str, usize>,
+    /// Every entry's nodes, in replica order.
+    entry_nodes: &'a HashMap<&'a str, Vec<u32>>,
 }
 
 impl HandleResolver<'_> {
-    /// TOML → JSON; `{ handle = "n" }` and `{ group = "g" }` become handles.
+    /// TOML → JSON; `{ handle = "n" }` and `{ group = "g" }` become handles,
+    /// `{ per_replica = "EXPR" }` this replica's value of EXPR.
     fn convert(
         &self,
         value: &toml::Value,
         origin: &Origin,
         arg: &str,
         edges: &mut Vec<Edge>,
+        replica: &Replica,
     ) -> Result<serde_json::Value, Diagnostic> {
         use serde_json::Value as J;
         Ok(match value {
@@ -416,20 +439,116 @@ impl HandleResolver<'_> {
             toml::Value::Array(items) => J::Array(
                 items
                     .iter()
-                    .map(|v| self.convert(v, origin, arg, edges))
+                    .map(|v| self.convert(v, origin, arg, edges, replica))
                     .collect::<Result<_, _>>()?,
             ),
             toml::Value::Table(table) => {
-                if let Some(handle) = self.handle_ref(table, origin, arg, edges)? {
+                if let Some(handle) = self.handle_ref(table, origin, arg, edges, replica)? {
                     return Ok(handle);
+                }
+                if let Some(expr) = table.get("per_replica") {
+                    return self.per_replica(table, expr, origin, arg, replica);
                 }
                 let mut object = serde_json::Map::new();
                 for (k, v) in table {
-                    object.insert(k.clone(), self.convert(v, origin, arg, edges)?);
+                    object.insert(k.clone(), self.convert(v, origin, arg, edges, replica)?);
                 }
                 J::Object(object)
             }
         })
+    }
+
+    /// `{ per_replica = "EXPR" }`: EXPR's value for this replica (a whole
+    /// number as an integer).
+    fn per_replica(
+        &self,
+        table: &toml::Table,
+        expr: &toml::Value,
+        origin: &Origin,
+        arg: &str,
+        replica: &Replica,
+    ) -> Result<serde_json::Value, Diagnostic> {
+        let help = "e.g. seed = { per_replica = \"1000 + index\" }: arithmetic over `index` (0-based) and `replicas`";
+        let (Some(expr), 1) = (expr.as_str(), table.len()) else {
+            return Err(self
+                .cx
+                .error(
+                    origin,
+                    format!(
+                        "arg `{arg}`: per_replica takes one expression in quotes, and no other keys"
+                    ),
+                )
+                .help(help));
+        };
+        let value = replica.eval(expr, None).map_err(|e| {
+            self.cx
+                .error(origin, format!("arg `{arg}` of node {}: {e}", replica.name))
+                .help(help)
+        })?;
+        Ok(match whole(value) {
+            Some(i) => serde_json::Value::from(i),
+            None => serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, Into::into),
+        })
+    }
+
+    /// The replica of entry `target` that `{ handle = target, index = EXPR }`
+    /// names for this replica; `None` when EXPR falls outside the entry and
+    /// the handle is `optional`.
+    fn replica_of(
+        &self,
+        table: &toml::Table,
+        target: &str,
+        origin: &Origin,
+        arg: &str,
+        replica: &Replica,
+    ) -> Result<Option<u32>, Diagnostic> {
+        let help = "e.g. next = { handle = \"ring\", index = \"(index + 1) % target_replicas\" }, over `index`, `replicas` and `target_replicas`";
+        let Some(ids) = self.entry_nodes.get(target) else {
+            return Err(self
+                .cx
+                .error(origin, format!("arg `{arg}`: a handle with `index` names a [[node]] entry, and no entry is named {target:?}"))
+                .help(format!("entries are: {}", sorted(self.entry_nodes.keys().copied()))));
+        };
+        let Some(expr) = table.get("index").and_then(toml::Value::as_str) else {
+            return Err(self
+                .cx
+                .error(
+                    origin,
+                    format!("arg `{arg}`: a handle's `index` is an expression in quotes"),
+                )
+                .help(help));
+        };
+        let optional = match table.get("optional") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(v) => {
+                return Err(self
+                    .cx
+                    .error(
+                        origin,
+                        format!("arg `{arg}`: `optional` is true or false, not {v}"),
+                    )
+                    .help("optional = true passes null where the index falls outside the entry"));
+            }
+        };
+        let count = ids.len() as u32;
+        let value = replica.eval(expr, Some(count)).map_err(|e| {
+            self.cx
+                .error(origin, format!("arg `{arg}` of node {}: {e}", replica.name))
+                .help(help)
+        })?;
+        match whole(value) {
+            Some(k) if (0..i64::from(count)).contains(&k) => Ok(Some(ids[k as usize])),
+            Some(_) if optional => Ok(None),
+            _ => Err(self
+                .cx
+                .error(origin, format!(
+                    "arg `{arg}` of node {}: index {expr:?} gives {value}, but {target} has replicas 0 to {}",
+                    replica.name,
+                    count - 1
+                ))
+                .help("wrap it with `% target_replicas`, or add `optional = true` to pass null where there is no such replica")),
+        }
     }
 
     /// `Some` if `table` is a handle reference (`handle` or `group` key).
@@ -439,6 +558,7 @@ impl HandleResolver<'_> {
         origin: &Origin,
         arg: &str,
         edges: &mut Vec<Edge>,
+        replica: &Replica,
     ) -> Result<Option<serde_json::Value>, Diagnostic> {
         let kind = match (table.get("handle"), table.get("group")) {
             (None, None) => return Ok(None),
@@ -450,13 +570,25 @@ impl HandleResolver<'_> {
             (Some(v), None) => ("handle", v),
             (None, Some(v)) => ("group", v),
         };
-        if let Some(key) = table
-            .keys()
-            .find(|k| !["handle", "group", "timeout_secs"].contains(&k.as_str()))
-        {
+        let allowed: &[&str] = match kind.0 {
+            "handle" => &["handle", "timeout_secs", "index", "optional"],
+            _ => &["group", "timeout_secs"],
+        };
+        if let Some(key) = table.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(self
                 .cx
-                .error(origin, format!("arg `{arg}`: a handle table takes `{}` and optionally `timeout_secs`, not `{key}`", kind.0))
+                .error(
+                    origin,
+                    format!(
+                        "arg `{arg}`: a handle table takes `{}` and optionally {}, not `{key}`",
+                        kind.0,
+                        allowed[1..]
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
                 .help("put other settings in args of their own"));
         }
         let timeout = match table.get("timeout_secs") {
@@ -492,6 +624,20 @@ impl HandleResolver<'_> {
             });
             handle_json(id)
         };
+        if table.contains_key("index") {
+            return Ok(Some(
+                match self.replica_of(table, target, origin, arg, replica)? {
+                    Some(id) => add(id),
+                    None => serde_json::Value::Null,
+                },
+            ));
+        }
+        if table.contains_key("optional") {
+            return Err(self
+                .cx
+                .error(origin, format!("arg `{arg}`: `optional` goes with `index`"))
+                .help("a handle to a named node is always there"));
+        }
         if kind.0 == "group" {
             let Some(ids) = self.groups.get(target) else {
                 return Err(self
@@ -509,11 +655,11 @@ impl HandleResolver<'_> {
         if let Some(&id) = self.names.get(target) {
             return Ok(Some(add(id)));
         }
-        if let Some(&n) = self.entry_replicas.get(target) {
+        if let Some(ids) = self.entry_nodes.get(target) {
             return Err(self
                 .cx
-                .error(origin, format!("arg `{arg}`: node {target:?} has {n} replicas, so a single handle is ambiguous"))
-                .help(format!("use {{ group = \"<its group>\" }} for all of them, or {{ handle = \"{target}/0\" }} for one")));
+                .error(origin, format!("arg `{arg}`: node {target:?} has {} replicas, so a single handle is ambiguous", ids.len()))
+                .help(format!("use {{ group = \"<its group>\" }} for all of them, {{ handle = \"{target}/0\" }} for one, or {{ handle = \"{target}\", index = \"index % target_replicas\" }} for one per replica")));
         }
         Err(self
             .cx

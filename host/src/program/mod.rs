@@ -6,6 +6,7 @@ mod diagnostic;
 mod grants;
 mod load;
 mod overrides;
+mod replica;
 
 use std::path::PathBuf;
 use std::time::Duration;
