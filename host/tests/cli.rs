@@ -325,3 +325,14 @@ fn check_validates_without_running_and_speaks_json() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn lp_host_test_says_why_a_seed_failed_with_the_panic_message() {
+    let out = lp_host(&["test", "tests/programs/panicky.toml", "--seeds", "1..2"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("seed 1: node service failed: panicked: the answer was 41, not 42"),
+        "{stdout}"
+    );
+}

@@ -183,6 +183,7 @@ pub(super) fn start_nodes<R>(
             grants: spec.grants.clone(),
             limits: spec.limits,
             epoch_tick,
+            last_words: Default::default(),
         });
         drop(spawn(Box::pin(run_node(NodeLaunch {
             node,

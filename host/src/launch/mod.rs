@@ -3,6 +3,7 @@
 //! `test_mt` on one seeded scheduler; all share the plan and the node
 //! runtime.
 
+mod last_words;
 mod limits;
 pub mod local_mp;
 pub mod local_mt;

@@ -20,6 +20,7 @@ use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::last_words::LastWords;
 use super::limits::NodeLimiter;
 use super::lock;
 use super::seeded::{self, Chaos};
@@ -167,9 +168,19 @@ pub struct NodeContext {
     pub limits: Limits,
     /// How often the engine's epoch ticks (for the CPU limit).
     pub epoch_tick: Duration,
+    /// Its last stderr lines, for the message of a panic.
+    pub last_words: LastWords,
 }
 
 impl NodeContext {
+    /// What a trap of this node says: its panic message, if it printed one,
+    /// else the trap itself.
+    fn trap_message(&self, e: &anyhow::Error) -> String {
+        self.last_words
+            .panic_message()
+            .unwrap_or_else(|| e.root_cause().to_string())
+    }
+
     /// A courier call from this node: `handle` must be one it was given.
     async fn call(&self, handle: &Val, func: FuncKey, params: &[Val]) -> Reply {
         let target = match handle {
@@ -262,7 +273,12 @@ impl NodeState {
     pub fn new(node: Arc<NodeContext>) -> Result<Self> {
         let line = |stream: Stream| {
             let node = node.clone();
-            LineWriter::new(move |text| node.output.line(&node.name, stream, text))
+            LineWriter::new(move |text| {
+                if stream == Stream::Stderr {
+                    node.last_words.record(text);
+                }
+                node.output.line(&node.name, stream, text)
+            })
         };
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(line(Stream::Stdout))
@@ -433,8 +449,12 @@ pub async fn run_node(launch: NodeLaunch) {
     let id = launch.node.id;
     let events = launch.events.clone();
     let stack_kib = launch.node.limits.stack_kib;
+    let node = launch.node.clone();
     if let Err(e) = serve_node(launch).await {
         let mut error = describe_failure(&e);
+        if let Some(panic) = node.last_words.panic_message() {
+            error = format!("{panic}\n  {}", error.replace('\n', "\n  "));
+        }
         if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
             && *trap == wasmtime::Trap::StackOverflow
         {
@@ -584,7 +604,7 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
         .map_err(anyhow::Error::from)
         .and_then(|r| r);
     if let Err(e) = &served {
-        let message = format!("node {} failed: {}", node.name, e.root_cause());
+        let message = format!("node {} failed: {}", node.name, node.trap_message(e));
         for (_, reply) in inflight.into_inner().unwrap_or_else(|p| p.into_inner()) {
             let _ = reply.send(Err(CallError::RemoteTrap(message.clone())));
         }
@@ -628,7 +648,8 @@ async fn serve_call(
             Ok(())
         }
         Err(e) => {
-            let _ = reply.send(Err(CallError::RemoteTrap(e.root_cause().to_string())));
+            let node = accessor.with(|mut access| access.data_mut().node.clone());
+            let _ = reply.send(Err(CallError::RemoteTrap(node.trap_message(&e))));
             Err(e.context("trapped while serving a call"))
         }
     }
