@@ -72,32 +72,32 @@ pub fn lost(what: &str, error: &std::io::Error) {
          help: keep the reader of the output open until lp-host ends, or give --logs-dir DIR \
          on a disk with room\n"
     );
-    if !STDERR_LOST.load(Ordering::Relaxed) && std::io::stderr().write_all(message.as_bytes()).is_err()
+    if !STDERR_LOST.load(Ordering::Relaxed)
+        && std::io::stderr().write_all(message.as_bytes()).is_err()
     {
         STDERR_LOST.store(true, Ordering::Relaxed);
     }
 }
 
+/// Write `args` and a newline to `stream` (what the macros below expand to).
+pub fn write_line(stream: Std, args: std::fmt::Arguments<'_>) {
+    write(stream, format!("{args}\n").as_bytes());
+}
+
 /// Like `println!`, through [`write`]: never panics.
 #[macro_export]
 macro_rules! outln {
-    ($($arg:tt)*) => {{
-        let _ = $crate::console::write(
-            $crate::console::Std::Out,
-            format!("{}\n", format_args!($($arg)*)).as_bytes(),
-        );
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::write_line($crate::console::Std::Out, format_args!($($arg)*))
+    };
 }
 
 /// Like `eprintln!`, through [`write`]: never panics.
 #[macro_export]
 macro_rules! errln {
-    ($($arg:tt)*) => {{
-        let _ = $crate::console::write(
-            $crate::console::Std::Err,
-            format!("{}\n", format_args!($($arg)*)).as_bytes(),
-        );
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::write_line($crate::console::Std::Err, format_args!($($arg)*))
+    };
 }
 
 /// Where host messages (tracing) go: stderr, through [`write`].

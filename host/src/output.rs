@@ -206,10 +206,20 @@ impl Output {
     pub fn line_held(&self, node: &str, stream: Stream, text: &str, receipt: Receipt) {
         let mut receipt = Some(receipt);
         if let Some(printer) = &self.inner.print {
-            printer.print(node, stream, text, receipt.take().unwrap_or_else(Receipt::none));
+            printer.print(
+                node,
+                stream,
+                text,
+                receipt.take().unwrap_or_else(Receipt::none),
+            );
         }
         if let Some(forward) = &self.inner.forward {
-            forward(node, stream, text, receipt.take().unwrap_or_else(Receipt::none));
+            forward(
+                node,
+                stream,
+                text,
+                receipt.take().unwrap_or_else(Receipt::none),
+            );
         }
         if let Some(file) = self.inner.files.as_ref().and_then(|f| f.files.get(node)) {
             let line = format!("{}{text}\n", level_prefix(stream));
@@ -454,7 +464,10 @@ mod tests {
 
     #[test]
     fn plain_text_passes_unchanged() {
-        assert!(matches!(neutralize("step 3: [1, 2]\tok é", false), Cow::Borrowed(_)));
+        assert!(matches!(
+            neutralize("step 3: [1, 2]\tok é", false),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
