@@ -61,7 +61,10 @@ impl Running {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "lp-host did not exit within {secs} s");
+            assert!(
+                Instant::now() < deadline,
+                "lp-host did not exit within {secs} s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -225,7 +228,7 @@ fn a_node_outprinting_a_slow_reader_waits_under_local_mp() {
             assert_eq!(n, expected, "a line was lost or reordered");
             expected += 1;
             // A slow reader: a pause every 64 KiB or so, and a look at memory.
-            if n % 640 == 0 {
+            if n.is_multiple_of(640) {
                 std::thread::sleep(Duration::from_millis(2));
                 peak = peak.max(rss_mib(launcher));
                 for worker in children_of(launcher) {
@@ -256,13 +259,21 @@ fn node_output_cannot_take_over_the_terminal() {
         let mut command = lp_host(&["run", "tests/programs/printer_controls.toml"]);
         command.args(["--launch", launch]);
         let out = command.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{launch}");
 
         // Log files keep the bytes as the node wrote them.
         command.args(["--logs-dir", dir.path().to_str().unwrap()]);
         let out = command.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let log = std::fs::read(dir.path().join("printer.log")).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&log),
