@@ -74,17 +74,17 @@ const CONFIGS_MP: &[&str] = &[
 
 pub fn main(args: BenchArgs) -> i32 {
     if args.launch == LaunchType::TestMt {
-        eprintln!("error: bench measures local_mt and local_mp, not test_mt");
+        crate::errln!("error: bench measures local_mt and local_mp, not test_mt");
         return 2;
     }
     let result = match &args.child {
-        Some(config) => child(&args, config).map(|v| println!("{v}")),
+        Some(config) => child(&args, config).map(|v| crate::outln!("{v}")),
         None => parent(&args),
     };
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             1
         }
     }
@@ -145,10 +145,10 @@ fn parent(args: &BenchArgs) -> Result<()> {
             );
         }
         let row = summarize(config, &runs);
-        eprintln!("{row}");
+        crate::errln!("{row}");
         rows.push(row);
     }
-    println!("{}", table(&rows));
+    crate::outln!("{}", table(&rows));
     Ok(())
 }
 

@@ -136,7 +136,7 @@ pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<P
 pub fn main(args: CheckArgs) -> i32 {
     let report = check(&args.program, &args.overrides, args.cache_dir.clone());
     match args.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("a report serializes")
         ),
@@ -149,7 +149,7 @@ pub fn main(args: CheckArgs) -> i32 {
 fn print_human(report: &Report) {
     let file = report.file.display();
     if report.ok {
-        println!(
+        crate::outln!(
             "ok: {file}: program {}, {} nodes, {} components, {} edges type-checked",
             report.program.as_deref().unwrap_or("?"),
             report.nodes,
@@ -164,10 +164,10 @@ fn print_human(report: &Report) {
             (_, _, Some(set)) => format!("--set {set}"),
             _ => file.to_string(),
         };
-        eprintln!("error: {place}: {}", problem.message);
+        crate::errln!("error: {place}: {}", problem.message);
         if let Some(help) = &problem.help {
             for line in help.lines() {
-                eprintln!("  help: {line}");
+                crate::errln!("  help: {line}");
             }
         }
     }

@@ -124,11 +124,11 @@ fn output_for(args: &RunArgs, program: &crate::program::Program) -> anyhow::Resu
             .clone()
             .unwrap_or_else(|| format!("lp-{}", program.name));
         crate::terminal::open_tmux(&session, &names, &files)?;
-        eprintln!("node output is in tmux session {session}: tmux attach -t {session}");
+        crate::errln!("node output is in tmux session {session}: tmux attach -t {session}");
     } else {
-        eprintln!("node output goes to:");
+        crate::errln!("node output goes to:");
         for (name, file) in names.iter().zip(&files) {
-            eprintln!("  {name}: {}", file.display());
+            crate::errln!("  {name}: {}", file.display());
         }
     }
     Ok(output)
@@ -165,15 +165,16 @@ fn run_seeded(
         faults: args.faults,
         ..launch::seeded::Seeded::new(seed)
     };
-    eprintln!("test_mt: seed {seed}");
+    crate::errln!("test_mt: seed {seed}");
     let run = launch::seeded::run(plan, &settings, output, notice)?;
+    output.flush();
     if let Some(file) = &args.trace {
         std::fs::write(file, &run.trace)
             .with_context(|| format!("cannot write the trace to {}", file.display()))?;
-        eprintln!("trace written to {}", file.display());
+        crate::errln!("trace written to {}", file.display());
     }
     if !run.outcome.success() {
-        eprintln!(
+        crate::errln!(
             "seed {seed} failed; replay it with:\n  {}",
             launch::seeded::replay_command(&args.program, &plan.program.overrides, &settings)
         );
@@ -191,7 +192,7 @@ fn init_tracing(verbose: u8) {
         tracing_subscriber::EnvFilter::try_from_env("LP_LOG").unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::console::StderrWriter)
         .with_target(false)
         .try_init();
 }
@@ -200,13 +201,13 @@ fn run(args: RunArgs) -> i32 {
     let program = match program::load(&args.program, &args.overrides) {
         Ok(p) => p,
         Err(diagnostic) => {
-            eprintln!("error: {diagnostic}");
+            crate::errln!("error: {diagnostic}");
             return 2;
         }
     };
     let seeded = args.launch == LaunchType::TestMt;
     if !seeded && (args.seed.is_some() || args.faults > 0 || args.trace.is_some()) {
-        eprintln!(
+        crate::errln!(
             "error: --seed, --faults and --trace apply to seeded runs only\n  help: add `--launch test_mt`"
         );
         return 2;
@@ -221,6 +222,7 @@ fn run(args: RunArgs) -> i32 {
         if seeded {
             return run_seeded(&args, &plan, &output, notice);
         }
+        let printed = output.clone();
         let options = LaunchOptions {
             termination_notice: notice,
             output,
@@ -257,21 +259,31 @@ fn run(args: RunArgs) -> i32 {
             }
             slot.0 = Some(handle);
         }
-        anyhow::Ok(running.wait())
+        let outcome = running.wait();
+        // The nodes' last lines come before what is said about their end.
+        printed.flush();
+        anyhow::Ok(outcome)
     })();
     match result {
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             2
         }
         Ok(outcome) => {
             for name in &outcome.interrupted {
-                eprintln!(
+                crate::errln!(
                     "warning: node {name} was still running when the termination notice expired; it was interrupted"
                 );
             }
             for failure in &outcome.failures {
-                eprintln!("error: node {} failed: {}", failure.node, failure.error);
+                // The error can quote the guest (its trap message, its
+                // function names): no control characters from it reach here.
+                let error: Vec<_> = failure
+                    .error
+                    .lines()
+                    .map(|line| crate::output::neutralize(line, false))
+                    .collect();
+                crate::errln!("error: node {} failed: {}", failure.node, error.join("\n"));
             }
             outcome.exit_code()
         }

@@ -66,7 +66,7 @@ pub fn main(args: TestArgs) -> i32 {
         Ok(0) => 0,
         Ok(_) => 1,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             2
         }
     }
@@ -112,8 +112,8 @@ fn explore(args: &TestArgs) -> Result<usize> {
                 )
             })
             .unwrap_or_else(|| format!("{:?}", run.outcome.reason));
-        println!("seed {seed}: {why}");
-        println!(
+        crate::outln!("seed {seed}: {why}");
+        crate::outln!(
             "  replay: {}",
             seeded::replay_command(&args.program, &overrides, &settings)
         );
@@ -121,12 +121,12 @@ fn explore(args: &TestArgs) -> Result<usize> {
             let file = dir.join(format!("seed-{seed}.trace"));
             std::fs::write(&file, &run.trace)
                 .with_context(|| format!("cannot write {}", file.display()))?;
-            println!("  trace: {}", file.display());
+            crate::outln!("  trace: {}", file.display());
         }
         failed.push(seed);
     }
     let total = last - first + 1;
-    println!(
+    crate::outln!(
         "{} of {total} seeds failed ({first}..{last}, faults {}, {:.1} s)",
         failed.len(),
         args.faults,

@@ -472,6 +472,9 @@ impl ControlService for Launcher {
         let (reporter, stop) = (self.reporter.clone(), self.stop.clone());
         let (output, names) = (self.output.clone(), self.names.clone());
         let procs = self.procs.clone();
+        // What of this worker's output may wait to be printed: past it the
+        // stream is not read, and the worker's nodes wait.
+        let credit = crate::credit::Credit::new(crate::sandbox::OUTPUT_CREDIT);
         tokio::spawn(async move {
             let mut this: Option<(Arc<Proc>, u32)> = None;
             while let Some(Ok(event)) = events.next().await {
@@ -510,10 +513,12 @@ impl ControlService for Launcher {
                     }
                     Ok(worker_event::Kind::Output) => {
                         let name = names.get(node as usize).map_or("?", String::as_str);
-                        output.line(
+                        let receipt = credit.take(event.text.len() + 1).await;
+                        output.line_held(
                             name,
                             crate::output::Stream::from_wire(event.stream),
                             &event.text,
+                            receipt,
                         );
                         continue;
                     }

@@ -179,6 +179,7 @@ pub(super) fn start_nodes<R>(
                 .collect(),
             router: router.clone(),
             output: output.clone(),
+            log_credit: crate::credit::Credit::new(crate::sandbox::OUTPUT_CREDIT),
             chaos: chaos.cloned(),
             grants: spec.grants.clone(),
             limits: spec.limits,

@@ -26,6 +26,7 @@ use super::lock;
 use super::seeded::{self, Chaos};
 use super::typed::{Bound, Shape, shape_for};
 use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Request, Router};
+use crate::credit::Credit;
 use crate::output::{LogLevel, Output, Stream};
 use crate::program::{Grants, Limits};
 use crate::sandbox::interface::{
@@ -161,6 +162,8 @@ pub struct NodeContext {
     pub timeouts: Vec<(u32, Duration)>,
     pub router: Arc<Router>,
     pub output: Output,
+    /// What its log lines may have on their way to the output.
+    pub log_credit: Credit,
     /// In a seeded run: its choices and trace.
     pub chaos: Option<Arc<Chaos>>,
     /// What of the host it may use, and how much it may take.
@@ -273,11 +276,11 @@ impl NodeState {
     pub fn new(node: Arc<NodeContext>) -> Result<Self> {
         let line = |stream: Stream| {
             let node = node.clone();
-            LineWriter::new(move |text| {
+            LineWriter::new(move |text, receipt| {
                 if stream == Stream::Stderr {
                     node.last_words.record(text);
                 }
-                node.output.line(&node.name, stream, text)
+                node.output.line_held(&node.name, stream, text, receipt)
             })
         };
         let mut wasi = WasiCtxBuilder::new();
@@ -373,16 +376,20 @@ fn add_runtime(linker: &mut Linker<NodeState>) -> Result<()> {
         results[0] = Val::Bool(store.data().node.stop_signal().is_stopping());
         Ok(())
     })?;
-    rt.func_new("log", |store, _, params, _| {
-        let (Val::Enum(level), Val::String(message)) = (&params[0], &params[1]) else {
-            wasmtime::bail!("log: unexpected argument types");
-        };
-        let node = &store.data().node;
-        for line in message.lines() {
-            node.output
-                .line(&node.name, Stream::Log(LogLevel::from_wit(level)), line);
-        }
-        Ok(())
+    // A log call waits while the node's earlier lines are still on their way.
+    rt.func_new_async("log", |store, _, params, _| {
+        let node = store.data().node.clone();
+        Box::new(async move {
+            let (Val::Enum(level), Val::String(message)) = (&params[0], &params[1]) else {
+                wasmtime::bail!("log: unexpected argument types");
+            };
+            let stream = Stream::Log(LogLevel::from_wit(level));
+            for line in message.lines() {
+                let receipt = node.log_credit.take(line.len() + 1).await;
+                node.output.line_held(&node.name, stream, line, receipt);
+            }
+            Ok(())
+        })
     })?;
     let mut waiting = linker
         .instance(WAITING_INTERFACE)

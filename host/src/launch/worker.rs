@@ -21,6 +21,7 @@ use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
 use crate::courier::socket;
 use crate::courier::{Placement, Router, Secret, Transport, Wire};
+use crate::credit::Receipt;
 use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;
@@ -61,7 +62,7 @@ pub fn main(spec_file: &std::path::Path) -> i32 {
     match run(spec_file) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: worker failed: {e:#}");
+            crate::errln!("error: worker failed: {e:#}");
             1
         }
     }
@@ -123,14 +124,18 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
                 Transport::Grpc => grpc::serve(listener, router, secret, shutdown).await,
             };
             if let Err(e) = served {
-                eprintln!("error: {e:#}");
+                crate::errln!("error: {e:#}");
             }
         });
     }
 
     // Attach to the launcher: our events up, its commands down.
-    let (up, up_rx) = tokio::sync::mpsc::unbounded_channel::<WorkerEvent>();
-    let up_stream = tokio_stream::wrappers::UnboundedReceiverStream::new(up_rx);
+    // An output line travels with the receipt for its bytes, dropped as the
+    // line goes into the stream: a node's output waits for the launcher's
+    // reading (the stream's flow control) instead of piling up here.
+    let (up, up_rx) = tokio::sync::mpsc::unbounded_channel::<(WorkerEvent, Receipt)>();
+    let up_stream =
+        tokio_stream::wrappers::UnboundedReceiverStream::new(up_rx).map(|(event, _sent)| event);
     let mut commands = runtime
         .block_on(async {
             ControlClient::with_interceptor(
@@ -143,13 +148,16 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         .context("cannot attach to the launcher")?
         .into_inner();
     let (worker, generation) = (spec.worker, spec.generation);
-    let event = move |kind: worker_event::Kind, node: u32, error: String| WorkerEvent {
-        kind: kind as i32,
-        node,
-        error,
-        worker,
-        generation,
-        ..WorkerEvent::default()
+    let event = move |kind: worker_event::Kind, node: u32, error: String| {
+        let event = WorkerEvent {
+            kind: kind as i32,
+            node,
+            error,
+            worker,
+            generation,
+            ..WorkerEvent::default()
+        };
+        (event, Receipt::none())
     };
     // Set once this worker is done: the end of the command stream then
     // means the launcher has handled every event, not that it is gone.
@@ -197,15 +205,15 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
             .iter()
             .map(|n| (n.name.clone(), n.id))
             .collect();
-        Output::forward(move |node, stream, text| {
-            let mut line = event(
+        Output::forward_held(move |node, stream, text, receipt| {
+            let (mut line, _) = event(
                 worker_event::Kind::Output,
                 ids.get(node).copied().unwrap_or(0),
                 String::new(),
             );
             line.stream = stream.to_wire();
             line.text = text.to_string();
-            let _ = up.send(line);
+            let _ = up.send((line, receipt));
         })
     };
     // Nodes run as tasks on the same runtime as the transport, so a call

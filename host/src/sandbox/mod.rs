@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine};
 
 pub use cache::ComponentCache;
 pub use interface::{ClientImport, Function, NodeInterface, ServiceExport, inspect};
-pub use stdio::LineWriter;
+pub use stdio::{LineWriter, OUTPUT_CREDIT};
 
 /// The engine shared by every node of a program, and its component cache.
 pub struct Sandbox {
