@@ -155,7 +155,7 @@ fn check_and_test_end_cleanly_on_a_closed_pipe_and_a_full_stdout() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_said_once(&stderr, "stdout");
     let bad = lp_host(&["check", "tests/programs/mismatch.toml"]);
-    assert_eq!(with_closed_pipe(bad, false), Some(1));
+    assert_eq!(with_closed_pipe(bad, false), Some(2));
 
     let test = || {
         lp_host(&[
