@@ -29,7 +29,10 @@ pub struct NewArgs {
 /// Where the generated crate gets `lp-guest` (and `lp-host`, for its test).
 enum Sdk {
     /// The checkout's `guest-sdk` and `host` directories.
-    Path { guest: PathBuf, host: PathBuf },
+    Path {
+        guest: PathBuf,
+        host: PathBuf,
+    },
     Git(String),
 }
 
@@ -38,7 +41,10 @@ impl Sdk {
         match self {
             Sdk::Path { guest, host } => {
                 let dir = if which == "lp-guest" { guest } else { host };
-                format!("{which} = {{ path = {} }}", toml_string(&dir.display().to_string()))
+                format!(
+                    "{which} = {{ path = {} }}",
+                    toml_string(&dir.display().to_string())
+                )
             }
             Sdk::Git(url) => format!("{which} = {{ git = {} }}", toml_string(url)),
         }
@@ -118,7 +124,10 @@ fn sdk(args: &NewArgs) -> Result<Sdk> {
         Some(dir) => dir.clone(),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
     };
-    let guest = guest.canonicalize().ok().filter(|g| g.join("Cargo.toml").is_file());
+    let guest = guest
+        .canonicalize()
+        .ok()
+        .filter(|g| g.join("Cargo.toml").is_file());
     let Some(guest) = guest else {
         bail!(
             "cannot find the guest SDK (lp-guest){}\n  help: give --sdk-path DIR (the `guest-sdk` directory of an lp checkout) or --sdk-git URL",
@@ -162,6 +171,11 @@ serde = {{ version = "1", features = ["derive"] }}
 [dev-dependencies]
 # The test API (lp_host::testing), for tests/{name}.rs.
 {host}
+
+# Dependencies are optimised in tests too: wasmtime (under lp_host::testing)
+# compiles components far too slowly at opt-level 0.
+[profile.dev.package."*"]
+opt-level = 2
 
 # This crate is a workspace of its own, so that a Cargo workspace in a parent
 # directory does not claim it. To make it a member of a workspace of yours,
@@ -280,7 +294,9 @@ mod tests {
     fn names_must_suit_crates_nodes_and_wit() {
         assert!(check_name("my-node").is_ok());
         assert!(check_name("node2").is_ok());
-        for bad in ["", "My", "my_node", "2node", "my--node", "my-", "-my", "my-2"] {
+        for bad in [
+            "", "My", "my_node", "2node", "my--node", "my-", "-my", "my-2",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }

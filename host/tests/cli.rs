@@ -104,7 +104,12 @@ fn help_lists_the_commands() {
 fn a_new_node_crate_builds_and_runs_outside_the_repository() {
     let outside = tempfile::tempdir().unwrap();
     assert!(!outside.path().starts_with(repo()));
-    let out = lp_host(&["new", "hello-node", "--dir", outside.path().to_str().unwrap()]);
+    let out = lp_host(&[
+        "new",
+        "hello-node",
+        "--dir",
+        outside.path().to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dir = outside.path().join("hello-node");
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
@@ -113,7 +118,12 @@ fn a_new_node_crate_builds_and_runs_outside_the_repository() {
         manifest.contains(&format!("lp-guest = {{ path = \"{}\" }}", sdk.display())),
         "{manifest}"
     );
-    for file in ["wit/hello-node.wit", "src/lib.rs", "program.toml", "tests/hello-node.rs"] {
+    for file in [
+        "wit/hello-node.wit",
+        "src/lib.rs",
+        "program.toml",
+        "tests/hello-node.rs",
+    ] {
         assert!(dir.join(file).is_file(), "{file} was not written");
     }
     // The versions this checkout is tested with (and no resolution online).
@@ -135,9 +145,18 @@ fn a_new_node_crate_builds_and_runs_outside_the_repository() {
     assert_eq!(text(&out.stdout), "[hello-node] Hello, world!\n");
 
     // A second crate in the same place is refused, naming what to do.
-    let again = lp_host(&["new", "hello-node", "--dir", outside.path().to_str().unwrap()]);
+    let again = lp_host(&[
+        "new",
+        "hello-node",
+        "--dir",
+        outside.path().to_str().unwrap(),
+    ]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
 }
 
 /// Start `lp-host run` on the stubborn program, wait for its first line.

@@ -51,7 +51,10 @@ pub fn push_with_clients(
     for client in &missing {
         let (service, blocking) = match client.strip_suffix(BLOCKING_CLIENT_SUFFIX) {
             Some(service) => (service, true),
-            None => (client.strip_suffix(CLIENT_SUFFIX).expect("a client name"), false),
+            None => (
+                client.strip_suffix(CLIENT_SUFFIX).expect("a client name"),
+                false,
+            ),
         };
         let interfaces = &first.packages[package].interfaces;
         let (Some(&service_id), Some(&client_id)) =
@@ -113,7 +116,11 @@ fn client_text(
 ) -> Result<String, String> {
     let iface = &resolve.interfaces[service];
     let taken = |name: &str| iface.types.contains_key(name);
-    let handle = if taken("handle") { "lp-handle" } else { "handle" };
+    let handle = if taken("handle") {
+        "lp-handle"
+    } else {
+        "handle"
+    };
     let call_error = if taken("call-error") {
         "lp-call-error"
     } else {
@@ -219,7 +226,9 @@ impl TypePrinter<'_> {
                     TypeDefKind::List(t) => format!("list<{}>", self.print(t)?),
                     TypeDefKind::FixedLengthList(t, n) => format!("list<{}, {n}>", self.print(t)?),
                     TypeDefKind::Option(t) => format!("option<{}>", self.print(t)?),
-                    TypeDefKind::Map(k, v) => format!("map<{}, {}>", self.print(k)?, self.print(v)?),
+                    TypeDefKind::Map(k, v) => {
+                        format!("map<{}, {}>", self.print(k)?, self.print(v)?)
+                    }
                     TypeDefKind::Tuple(t) => {
                         let types = t
                             .types

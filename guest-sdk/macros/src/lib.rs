@@ -177,7 +177,11 @@ fn expand(config: &Config) -> Result<TokenStream, String> {
     Ok(tokens)
 }
 
-fn select_world(resolve: &Resolve, packages: &[PackageId], world: &str) -> Result<wit_bindgen_core::wit_parser::WorldId, String> {
+fn select_world(
+    resolve: &Resolve,
+    packages: &[PackageId],
+    world: &str,
+) -> Result<wit_bindgen_core::wit_parser::WorldId, String> {
     if packages.is_empty() {
         return Err("no WIT of the node's own was found\n  help: point `path` at the directory of the node's .wit files (default \"wit\")".into());
     }

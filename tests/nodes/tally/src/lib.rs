@@ -12,7 +12,9 @@ use exports::lp::tally::tally::Entry;
 static ENTRIES: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 fn entries() -> std::sync::MutexGuard<'static, Vec<Entry>> {
-    ENTRIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    ENTRIES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Tally;
