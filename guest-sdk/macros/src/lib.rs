@@ -29,7 +29,9 @@ const NODE_WIT_NAME: &str = "lp:node (built into lp-guest)";
 /// `path` (default `"wit"`, relative to the crate's Cargo.toml) is the
 /// node's own WIT: a directory (with an optional `deps/`), a file, or a
 /// list of them. lp:node comes with the SDK; a path holding the lp:node
-/// package itself is accepted and skipped.
+/// package itself is accepted and skipped. A node that only runs (no WIT
+/// of its own, no `wit` directory) names one of lp:node's worlds, e.g.
+/// `world: "lp:node/node-with-run"`.
 #[proc_macro]
 pub fn generate(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let config = syn::parse_macro_input!(input as Config);
@@ -43,7 +45,8 @@ pub fn generate(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
 
 struct Config {
     world: String,
-    paths: Vec<String>,
+    /// `None`: the crate's `wit` directory, if it has one.
+    paths: Option<Vec<String>>,
     span: Span,
 }
 
@@ -95,11 +98,7 @@ impl Parse for Config {
                 "lp_guest::generate!: name the node's world, e.g. `world: \"my:app/my-node\"`",
             )
         })?;
-        Ok(Config {
-            world,
-            paths: paths.unwrap_or_else(|| vec!["wit".to_string()]),
-            span,
-        })
+        Ok(Config { world, paths, span })
     }
 }
 
@@ -109,12 +108,18 @@ fn expand(config: &Config) -> Result<TokenStream, String> {
         std::env::var("CARGO_MANIFEST_DIR").map_err(|_| "CARGO_MANIFEST_DIR is not set")?,
     );
     let mut resolve = Resolve::default();
-    resolve
+    let lp_node = resolve
         .push_str(NODE_WIT_NAME, NODE_WIT)
         .map_err(|e| format!("the built-in lp:node WIT does not parse: {e:#}"))?;
+    let paths = match &config.paths {
+        Some(paths) => paths.clone(),
+        None if root.join("wit").is_dir() => vec!["wit".to_string()],
+        // A node of lp:node's own worlds alone (e.g. "lp:node/node-with-run").
+        None => Vec::new(),
+    };
     let mut packages = Vec::new();
     let mut read = Vec::new();
-    for written in &config.paths {
+    for written in &paths {
         let path = root.join(written);
         let path = path.canonicalize().map_err(|e| {
             format!(
@@ -143,6 +148,9 @@ fn expand(config: &Config) -> Result<TokenStream, String> {
             continue;
         }
         packages.push(clients::push_with_clients(&mut resolve, &sources)?);
+    }
+    if packages.is_empty() {
+        packages.push(lp_node);
     }
     let world = select_world(&resolve, &packages, &config.world)?;
 
@@ -182,9 +190,6 @@ fn select_world(
     packages: &[PackageId],
     world: &str,
 ) -> Result<wit_bindgen_core::wit_parser::WorldId, String> {
-    if packages.is_empty() {
-        return Err("no WIT of the node's own was found\n  help: point `path` at the directory of the node's .wit files (default \"wit\")".into());
-    }
     resolve
         .select_world(packages, Some(world))
         .map_err(|e| format!("{e:#}\n  help: `world` names a world of the node's WIT, e.g. \"my:app/my-node\", that includes lp:node/node@0.1.0"))
