@@ -176,6 +176,7 @@ serde = {{ version = "1", features = ["derive"] }}
 # compiles components far too slowly at opt-level 0.
 [profile.dev.package."*"]
 opt-level = 2
+debug = false
 
 # This crate is a workspace of its own, so that a Cargo workspace in a parent
 # directory does not claim it. To make it a member of a workspace of yours,
