@@ -29,7 +29,8 @@ const NODE_WIT_NAME: &str = "lp:node (built into lp-guest)";
 /// `path` (default `"wit"`, relative to the crate's Cargo.toml) is the
 /// node's own WIT: a directory (with an optional `deps/`), a file, or a
 /// list of them. lp:node comes with the SDK; a path holding the lp:node
-/// package itself is accepted and skipped. A node that only runs (no WIT
+/// package itself is accepted and skipped. Clients are generated for the
+/// packages `path` names (not for those in `deps/`). A node that only runs (no WIT
 /// of its own, no `wit` directory) names one of lp:node's worlds, e.g.
 /// `world: "lp:node/node-with-run"`.
 #[proc_macro]
