@@ -44,24 +44,17 @@ pub use wit_bindgen as __wit_bindgen;
 /// ```ignore
 /// lp_guest::generate!({
 ///     world: "lp:consumer-producers/consumer-node",
-///     path: ["../../../wit", "../wit"],   // lp:node, then the node's own WIT
+///     path: "../wit",   // the node's own WIT (default "wit"); lp:node is built in
 /// });
 /// ```
-#[macro_export]
-macro_rules! generate {
-    ({ world: $world:literal, path: [$($path:literal),* $(,)?] $(,)? }) => {
-        $crate::__wit_bindgen::generate!({
-            world: $world,
-            path: [$($path),*],
-            runtime_path: "::lp_guest::__wit_bindgen::rt",
-            with: {
-                "lp:node/types@0.1.0": ::lp_guest::types,
-                "lp:node/runtime@0.1.0": ::lp_guest::runtime,
-                "lp:node/waiting@0.1.0": ::lp_guest::waiting,
-            },
-        });
-    };
-}
+///
+/// The lp:node package comes with this crate: the node's WIT `include`s
+/// `lp:node/node@0.1.0` without a copy of it. For every interface `X` of the
+/// node's WIT a client interface `X-client` (async functions: the target
+/// handle first, `result<T, call-error>` back) and `X-blocking-client`
+/// (the same, synchronous) are generated unless the WIT declares them; a
+/// world imports them by name (`import producer-client;`).
+pub use lp_guest_macros::generate;
 
 /// The key under which the host encodes a handle inside the args JSON.
 pub const HANDLE_KEY: &str = "$lp-handle";
@@ -125,8 +118,35 @@ pub fn is_stopping() -> bool {
 }
 
 /// Wait until the program stops (true) or `timeout` elapses (false).
+///
+/// The node keeps serving its exports meanwhile. Under `--launch test_mt`
+/// the timeout runs on the seeded virtual clock.
 pub async fn wait_for_stop(timeout: Option<Duration>) -> bool {
-    waiting::wait_for_stop(timeout.map(|t| t.as_millis() as u64)).await
+    let millis = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    waiting::wait_for_stop(millis).await
+}
+
+/// Pause this task for `duration`, or less if the program stops first
+/// (returns true then, so a loop can end): the way for a node to sleep.
+///
+/// The node keeps serving its exports meanwhile, and a stop is not held up
+/// by a sleeping node. Under `--launch test_mt` the time is virtual (the
+/// seeded scheduler's clock), so a seeded run stays replayable and does not
+/// wait in real time. (A `std::thread::sleep` would block the whole node,
+/// calls included.)
+pub async fn sleep(duration: Duration) -> bool {
+    wait_for_stop(Some(duration)).await
+}
+
+/// A random number from the host's `wasi:random`.
+///
+/// Under `--launch test_mt` the host seeds it from the run's seed, so a
+/// seeded run that draws its randomness here (or from anything else built
+/// on `wasi:random`, e.g. the `getrandom` and `rand` crates) replays the
+/// same numbers; other launch types give the host's secure randomness.
+pub fn random_u64() -> u64 {
+    // wasi:random/get-random-u64 cannot fail; the fallback is unreachable.
+    getrandom::u64().unwrap_or_default()
 }
 
 /// Log levels for [`log`].
@@ -187,72 +207,6 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// Declare a typed client for a service's client interface.
-///
-/// ```ignore
-/// lp_guest::client! {
-///     /// A producer, as the consumer sees it.
-///     pub struct Producer => lp::examples::producer_client {
-///         fn work(context: u64) -> u64;
-///     }
-/// }
-/// // in args: `producers: Vec<Producer>`; then
-/// let fut = producers[0].work(7);          // a future: fan out, join later
-/// let v = producers[0].work(7).await?;     // the blocking call, in async code
-/// ```
-///
-/// For a `-blocking-client` interface (synchronous client functions, for
-/// synchronous code such as a `blocking-lifecycle` run), write `blocking`
-/// before the module path; the methods then return the result directly.
-///
-/// Each method forwards to the generated client function, so the compiler
-/// checks the declared signatures against the WIT.
-#[macro_export]
-macro_rules! client {
-    ($(#[$meta:meta])* $vis:vis struct $name:ident => blocking $module:path {
-        $( fn $func:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty ; )*
-    }) => {
-        $crate::client!(@struct $(#[$meta])* $vis $name);
-        impl $name {
-            $(
-                pub fn $func(&self, $($arg: $ty),*) -> Result<$ret, $crate::CallError> {
-                    use $module as client_module;
-                    client_module::$func(self.0, $($arg),*)
-                }
-            )*
-        }
-    };
-    ($(#[$meta:meta])* $vis:vis struct $name:ident => $module:path {
-        $( fn $func:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty ; )*
-    }) => {
-        $crate::client!(@struct $(#[$meta])* $vis $name);
-        impl $name {
-            $(
-                pub fn $func(&self, $($arg: $ty),*)
-                    -> impl ::core::future::Future<Output = Result<$ret, $crate::CallError>> + 'static
-                {
-                    use $module as client_module;
-                    client_module::$func(self.0, $($arg),*)
-                }
-            )*
-        }
-    };
-    (@struct $(#[$meta:meta])* $vis:vis $name:ident) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        $vis struct $name(pub $crate::Handle);
-
-        impl<'de> $crate::__serde::Deserialize<'de> for $name {
-            fn deserialize<D: $crate::__serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $crate::__deserialize_handle(d).map($name)
-            }
-        }
-
-        impl $name {
-            /// The handle this client calls.
-            pub fn handle(&self) -> $crate::Handle {
-                self.0
-            }
-        }
-    };
-}
+mod client;
+#[doc(hidden)]
+pub use client::{__ClientArg, __ClientOwned, __client_arg, __client_owned};

@@ -1,4 +1,4 @@
-//! The command line: `lp-host run`, `check`, `test`, `bench` (and the
+//! The command line: `lp-host run`, `check`, `test`, `bench`, `new` (and the
 //! hidden `worker`).
 
 use std::path::PathBuf;
@@ -39,6 +39,8 @@ enum Command {
     Test(crate::explore::TestArgs),
     /// Measure courier calls and startup on the consumer_producers shape.
     Bench(crate::bench::BenchArgs),
+    /// Create a node crate (WIT, src/lib.rs, program.toml, a test) that builds anywhere.
+    New(crate::scaffold::NewArgs),
     /// Internal: a local_mp worker process.
     #[command(hide = true)]
     Worker {
@@ -143,6 +145,7 @@ pub fn main() -> i32 {
         Command::Check(args) => crate::check::main(args),
         Command::Test(args) => crate::explore::main(args),
         Command::Bench(args) => crate::bench::main(args),
+        Command::New(args) => crate::scaffold::main(args),
         Command::Worker { spec } => crate::launch::worker::main(&spec),
     }
 }

@@ -18,6 +18,7 @@ pub mod launch;
 pub mod output;
 pub mod program;
 pub mod sandbox;
+pub mod scaffold;
 pub mod stop;
 pub mod terminal;
 pub mod testing;

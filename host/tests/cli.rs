@@ -97,6 +97,68 @@ fn help_lists_the_commands() {
     assert!(text(&out.stdout).contains("--termination-notice-secs"));
 }
 
+/// `lp-host new` in a directory outside the repository: the crate it writes
+/// depends on this checkout's SDK by path, is a workspace of its own, and
+/// builds and runs with `lp-host run`.
+#[test]
+fn a_new_node_crate_builds_and_runs_outside_the_repository() {
+    let outside = tempfile::tempdir().unwrap();
+    assert!(!outside.path().starts_with(repo()));
+    let out = lp_host(&[
+        "new",
+        "hello-node",
+        "--dir",
+        outside.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = outside.path().join("hello-node");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let sdk = repo().join("guest-sdk").canonicalize().unwrap();
+    assert!(
+        manifest.contains(&format!("lp-guest = {{ path = \"{}\" }}", sdk.display())),
+        "{manifest}"
+    );
+    for file in [
+        "wit/hello-node.wit",
+        "src/lib.rs",
+        "program.toml",
+        "tests/hello-node.rs",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} was not written");
+    }
+    // The versions this checkout is tested with (and no resolution online).
+    std::fs::copy(repo().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+
+    let program = dir.join("program.toml");
+    let child = Command::new(env!("CARGO_BIN_EXE_lp-host"))
+        .args(["run", program.to_str().unwrap()])
+        .current_dir(outside.path())
+        .env("CARGO_TARGET_DIR", repo().join("target/new-node-test"))
+        .env("LP_CACHE_DIR", repo().join("target/lp-test-cache"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_exit(child, 900);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "[hello-node] Hello, world!\n");
+
+    // A second crate in the same place is refused, naming what to do.
+    let again = lp_host(&[
+        "new",
+        "hello-node",
+        "--dir",
+        outside.path().to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
 /// Start `lp-host run` on the stubborn program, wait for its first line.
 fn start_stubborn(notice: &str) -> std::process::Child {
     use std::io::BufRead;

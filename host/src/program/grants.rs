@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::load::Context;
+use super::load::{Context, Located};
 use super::{Diagnostic, DirGrant, Grants, Limits, NetGrant, Origin};
 
 /// The deepest wasm stack a program may ask for, in KiB.
@@ -197,4 +197,90 @@ pub(super) fn program_limits(cx: &Context, raw: &RawLimits) -> Result<Limits, Di
             kib => kib,
         },
     })
+}
+
+/// Apply `--set <node>.limits.<key>=value` (or `program.limits.<key>`, with
+/// `program`) to `limits`, checked as the file's limits are.
+pub(super) fn set_limit(
+    cx: &Context,
+    limits: &mut Limits,
+    key: &str,
+    value: &Located<toml::Value>,
+    program: bool,
+) -> Result<(), Diagnostic> {
+    let origin = &value.origin;
+    let count = || match value.value {
+        toml::Value::Integer(n) if n > 0 => Ok(n as u64),
+        ref other => Err(cx
+            .error(
+                origin,
+                format!("{key} must be a positive whole number, not {other}"),
+            )
+            .help(format!("e.g. {key}=64; leave it unset for no limit"))),
+    };
+    match key {
+        "memory_mib" => limits.memory_mib = Some(count()?),
+        "table_elements" => limits.table_elements = Some(count()?),
+        "instances" => limits.instances = Some(count()?),
+        "cpu_secs" => {
+            let secs = match value.value {
+                toml::Value::Integer(n) => n as f64,
+                toml::Value::Float(f) => f,
+                _ => f64::NAN,
+            };
+            if !(secs.is_finite() && secs > 0.0) {
+                return Err(cx
+                    .error(
+                        origin,
+                        format!(
+                            "cpu_secs must be a positive number of seconds, not {}",
+                            value.value
+                        ),
+                    )
+                    .help("e.g. cpu_secs=60; leave it unset for no limit"));
+            }
+            limits.cpu_secs = Some(secs);
+        }
+        "stack_kib" if program => {
+            let kib = count()?;
+            if kib > MAX_STACK_KIB {
+                return Err(cx
+                    .error(
+                        origin,
+                        format!("stack_kib must be at most {MAX_STACK_KIB} (64 MiB), not {kib}"),
+                    )
+                    .help("deep recursion is better written as a loop; leave stack_kib out for 512 KiB"));
+            }
+            limits.stack_kib = Some(kib);
+        }
+        "stack_kib" => {
+            return Err(cx
+                .error(origin, "stack_kib is a limit of the whole program")
+                .help("set program.limits.stack_kib: one engine runs every node"));
+        }
+        other => {
+            return Err(cx
+                .error(origin, format!("unknown limit `{other}`"))
+                .help("limits are memory_mib, table_elements, instances and cpu_secs (and program.limits.stack_kib)"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_granted_host_directory_may_be_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n.wasm"), b"").unwrap();
+        let source = format!(
+            "[program]\nname = \"p\"\n[[node]]\nname = \"a\"\ncomponent = \"n.wasm\"\ngrants = {{ dirs = [{{ host = {:?}, guest = \"/data\" }}] }}\n",
+            data.path().display().to_string()
+        );
+        let program =
+            crate::program::load_str(&dir.path().join("program.toml"), &source, &[]).unwrap();
+        let grant = &program.node("a").unwrap().grants.dirs[0];
+        assert_eq!(grant.host, data.path().canonicalize().unwrap());
+    }
 }

@@ -85,6 +85,8 @@ pub(super) struct Entry {
     pub args: BTreeMap<String, Located<toml::Value>>,
     pub grants: Option<Spanned<RawGrants>>,
     pub limits: Option<Spanned<RawLimits>>,
+    /// `--set <node>.limits.<key>=value`, applied over `limits`.
+    pub limit_overrides: Vec<(String, Located<toml::Value>)>,
 }
 
 /// Read, validate and expand the program at `path`, applying `overrides`.
@@ -115,9 +117,11 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     let header = raw.program.into_inner();
     let mut call_timeout = header.call_timeout_secs.map(Located::from);
     let mut entries: Vec<Entry> = raw.nodes.into_iter().map(Entry::from).collect();
+    let mut program_limit_overrides = Vec::new();
     for ov in overrides {
         match ov.target(&cx, &mut entries)? {
             OverrideTarget::CallTimeout(value) => call_timeout = Some(value),
+            OverrideTarget::ProgramLimit(key, value) => program_limit_overrides.push((key, value)),
             OverrideTarget::Applied => {}
         }
     }
@@ -153,7 +157,10 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     };
 
     let program_limits = header.limits.map(Spanned::into_inner).unwrap_or_default();
-    let default_limits = grants::program_limits(&cx, &program_limits)?;
+    let mut default_limits = grants::program_limits(&cx, &program_limits)?;
+    for (key, value) in &program_limit_overrides {
+        grants::set_limit(&cx, &mut default_limits, key, value, true)?;
+    }
     let (components, component_of_entry) = resolve_components(&cx, &entries)?;
     let mut nodes = expand(&cx, &mut entries, &component_of_entry, &default_limits)?;
     resolve_args(&cx, &entries, &mut nodes)?;
@@ -181,6 +188,7 @@ impl From<RawNode> for Entry {
             args: raw.args.into_iter().map(|(k, v)| (k, v.into())).collect(),
             grants: raw.grants,
             limits: raw.limits,
+            limit_overrides: Vec::new(),
         }
     }
 }
@@ -281,7 +289,10 @@ fn expand(
                 .map(Spanned::into_inner)
                 .unwrap_or_default(),
         )?;
-        let limits = grants::limits(cx, entry.limits.take(), default_limits)?;
+        let mut limits = grants::limits(cx, entry.limits.take(), default_limits)?;
+        for (key, value) in &entry.limit_overrides {
+            grants::set_limit(cx, &mut limits, key, value, false)?;
+        }
         check_name(cx, &entry.name, "node")?;
         if let Some(first) = seen.insert(entry.name.value.clone(), entry.name.origin.clone()) {
             let first = match first {

@@ -1,9 +1,12 @@
-//! `--set path=value` overrides: change args, replicas, group, component or
-//! the call timeout without editing program.toml.
+//! `--set path=value` overrides: change args, replicas, group, component,
+//! limits or the call timeout without editing program.toml.
 //!
-//! Paths: `program.call_timeout_secs`, `<node>.replicas`, `<node>.group`,
-//! `<node>.component`, `<node>.args.<key>`. Values are TOML (`3`, `"x"`,
-//! `[1, 2]`, `{ handle = "learner" }`); a bare word is taken as a string.
+//! Paths: `program.call_timeout_secs`, `program.limits.<limit>`,
+//! `<node>.replicas`, `<node>.restarts`, `<node>.group`, `<node>.colocate`,
+//! `<node>.component`, `<node>.limits.<limit>`, `<node>.args.<key>`. Values
+//! are TOML (`3`, `"x"`, `[1, 2]`, `{ handle = "learner" }`); a bare word is
+//! taken as a string. Grants cannot be set: they stay in the file, where
+//! they are reviewed with the program.
 
 use std::str::FromStr;
 
@@ -51,6 +54,8 @@ impl FromStr for Override {
 
 pub(super) enum OverrideTarget {
     CallTimeout(Located<f64>),
+    /// `program.limits.<key>`: a default of every node (or the stack limit).
+    ProgramLimit(String, Located<toml::Value>),
     Applied,
 }
 
@@ -63,9 +68,17 @@ impl Override {
     ) -> Result<OverrideTarget, Diagnostic> {
         let origin = Origin::Override(self.text.clone());
         let bad = |message: String, help: &str| Err(cx.error(&origin, message).help(help));
-        let paths_help = "paths are program.call_timeout_secs, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.args.<key>";
+        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.args.<key>";
 
         if self.path[0] == "program" {
+            if let [_, limits, key] = &self.path[..]
+                && limits == "limits"
+            {
+                return Ok(OverrideTarget::ProgramLimit(
+                    key.clone(),
+                    located(self.value.clone(), &origin),
+                ));
+            }
             if self.path[1..] != ["call_timeout_secs"] {
                 return bad(
                     format!("unknown program setting {}", self.path[1..].join(".")),
@@ -127,6 +140,15 @@ impl Override {
                     .args
                     .insert(key.to_string(), located(self.value.clone(), &origin));
             }
+            ["limits", key] => entry
+                .limit_overrides
+                .push((key.to_string(), located(self.value.clone(), &origin))),
+            ["grants", ..] => {
+                return bad(
+                    "grants cannot be set with --set".into(),
+                    "grants (what a node may reach of the host) stay in program.toml, where they are reviewed with the program: edit the node's `grants` there",
+                );
+            }
             _ => return bad(format!("cannot set {}", self.path.join(".")), paths_help),
         }
         Ok(OverrideTarget::Applied)
@@ -155,5 +177,50 @@ mod tests {
         assert!(o.value.as_table().unwrap().contains_key("handle"));
         assert!("novalue".parse::<Override>().is_err());
         assert!("a..b=1".parse::<Override>().is_err());
+    }
+
+    /// A program of two nodes, one with limits of its own.
+    fn load_with(set: &[&str]) -> Result<crate::program::Program, Diagnostic> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n.wasm"), b"").unwrap();
+        let file = dir.path().join("program.toml");
+        let source = "[program]\nname = \"p\"\nlimits = { memory_mib = 100 }\n\n[[node]]\nname = \"a\"\ncomponent = \"n.wasm\"\n\n[[node]]\nname = \"b\"\ncomponent = \"n.wasm\"\nlimits = { memory_mib = 50, cpu_secs = 9 }\n";
+        let overrides: Vec<Override> = set.iter().map(|s| s.parse().unwrap()).collect();
+        crate::program::load_str(&file, source, &overrides)
+    }
+
+    #[test]
+    fn limits_can_be_set_per_node_and_for_the_program() {
+        let p = load_with(&["a.limits.memory_mib=64", "a.limits.cpu_secs=1.5"]).unwrap();
+        assert_eq!(p.node("a").unwrap().limits.memory_mib, Some(64));
+        assert_eq!(p.node("a").unwrap().limits.cpu_secs, Some(1.5));
+        assert_eq!(p.node("b").unwrap().limits.memory_mib, Some(50));
+
+        let p = load_with(&["program.limits.cpu_secs=3", "program.limits.stack_kib=2048"]).unwrap();
+        assert_eq!(p.node("a").unwrap().limits.cpu_secs, Some(3.0));
+        assert_eq!(p.node("a").unwrap().limits.memory_mib, Some(100));
+        // A node's own limit still wins over the program's default.
+        assert_eq!(p.node("b").unwrap().limits.cpu_secs, Some(9.0));
+        assert_eq!(p.stack_kib, Some(2048));
+    }
+
+    #[test]
+    fn bad_limit_settings_name_the_override_and_what_to_do() {
+        let e = load_with(&["a.limits.memory_mib=-1"]).unwrap_err();
+        assert_eq!(e.override_text.as_deref(), Some("a.limits.memory_mib=-1"));
+        assert!(e.message.contains("memory_mib must be a positive"), "{e}");
+        let e = load_with(&["a.limits.stack_kib=64"]).unwrap_err();
+        assert!(e.message.contains("whole program"), "{e}");
+        assert!(e.help.unwrap().contains("program.limits.stack_kib"));
+        let e = load_with(&["a.limits.heap=1"]).unwrap_err();
+        assert!(e.message.contains("unknown limit `heap`"), "{e}");
+    }
+
+    #[test]
+    fn grants_cannot_be_widened_from_the_command_line() {
+        let e = load_with(&["a.grants.env.TOKEN=x"]).unwrap_err();
+        assert_eq!(e.override_text.as_deref(), Some("a.grants.env.TOKEN=x"));
+        assert!(e.message.contains("grants cannot be set with --set"), "{e}");
+        assert!(e.help.unwrap().contains("program.toml"));
     }
 }

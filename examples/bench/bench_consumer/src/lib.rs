@@ -4,7 +4,7 @@
 
 lp_guest::generate!({
     world: "lp:bench/consumer-node",
-    path: ["../../../wit", "../wit"],
+    path: "../wit",
 });
 
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 
 lp_guest::generate!({
     world: "lp:consumer-producers/consumer-node",
-    path: ["../../../wit", "../wit"],
+    path: "../wit",
 });
 
 use lp::consumer_producers::producer_client;

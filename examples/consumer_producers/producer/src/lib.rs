@@ -2,7 +2,7 @@
 
 lp_guest::generate!({
     world: "lp:consumer-producers/producer-node",
-    path: ["../../../wit", "../wit"],
+    path: "../wit",
 });
 
 struct Producer;

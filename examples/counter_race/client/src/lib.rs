@@ -5,7 +5,7 @@
 
 lp_guest::generate!({
     world: "lp:counter-race/client-node",
-    path: ["../../../wit", "../wit"],
+    path: "../wit",
 });
 
 lp_guest::client! {

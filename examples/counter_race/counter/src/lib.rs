@@ -3,7 +3,7 @@
 
 lp_guest::generate!({
     world: "lp:counter-race/counter-node",
-    path: ["../../../wit", "../wit"],
+    path: "../wit",
 });
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 
 lp_guest::generate!({
     world: "lp:run-and-serve/actor-node",
-    path: ["../../../wit", "../wit"],
+    path: "../wit",
 });
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 lp_guest::generate!({
     world: "lp:run-and-serve/learner-node",
-    path: ["../../../wit", "../wit"],
+    path: "../wit",
 });
 
 use std::sync::atomic::{AtomicU64, Ordering};
