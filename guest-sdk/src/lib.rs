@@ -97,10 +97,16 @@ pub struct ArgsError {
 
 impl std::fmt::Display for ArgsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Long args are shortened: the message is about the mismatch.
+        const SHOWN: usize = 200;
+        let json = match self.json.char_indices().nth(SHOWN) {
+            Some((cut, _)) => format!("{}... ({} bytes)", &self.json[..cut], self.json.len()),
+            None => self.json.clone(),
+        };
         write!(
             f,
-            "args of node {} do not fit its args type: {} (args were {})",
-            self.node, self.message, self.json
+            "args of node {} do not fit its args type: {} (args were {json})",
+            self.node, self.message
         )
     }
 }

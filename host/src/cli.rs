@@ -278,15 +278,14 @@ fn run(args: RunArgs) -> i32 {
                     "warning: node {name} was still running when the termination notice expired; it was interrupted"
                 );
             }
-            for failure in &outcome.failures {
+            for failure in outcome.failure_report() {
                 // The error can quote the guest (its trap message, its
                 // function names): no control characters from it reach here.
                 let error: Vec<_> = failure
-                    .error
                     .lines()
                     .map(|line| crate::output::neutralize(line, false))
                     .collect();
-                crate::errln!("error: node {} failed: {}", failure.node, error.join("\n"));
+                crate::errln!("error: {}", error.join("\n"));
             }
             outcome.exit_code()
         }

@@ -333,12 +333,7 @@ fn failure(outcome: &Outcome) -> Option<anyhow::Error> {
     if outcome.failures.is_empty() {
         return None;
     }
-    let failures: Vec<String> = outcome
-        .failures
-        .iter()
-        .map(|f| format!("node {} failed: {}", f.node, f.error))
-        .collect();
-    Some(anyhow!("{}", failures.join("\n")))
+    Some(anyhow!("{}", outcome.failure_report().join("\n")))
 }
 
 impl Drop for TestRun {

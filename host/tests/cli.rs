@@ -398,3 +398,31 @@ fn lp_host_test_says_why_a_seed_failed_with_the_panic_message() {
         "{stdout}"
     );
 }
+
+#[test]
+fn one_bad_value_on_many_replicas_is_reported_once() {
+    let out = lp_host(&[
+        "run",
+        "examples/consumer_producers/program.toml",
+        "--set",
+        "consumer.replicas=100",
+        "--set",
+        "consumer.args.steps=\"lots\"",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(reports.len(), 1, "{stderr}");
+    assert!(
+        reports[0].contains(" nodes failed the same way (consumer/")
+            && reports[0].contains("do not fit its args type"),
+        "{}",
+        reports[0]
+    );
+    // Each replica's own panic line quotes its args, shortened.
+    assert!(stderr.contains("... ("), "{stderr}");
+    assert!(stderr.len() < 100_000, "{} bytes of stderr", stderr.len());
+}

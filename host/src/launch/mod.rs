@@ -10,6 +10,7 @@ pub mod local_mt;
 pub mod node;
 mod plan;
 mod pool;
+mod report;
 pub mod seeded;
 mod supervisor;
 mod typed;
