@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod courier;
 pub mod explore;
+pub(crate) mod files;
 pub mod fuzzing;
 pub mod launch;
 pub mod output;

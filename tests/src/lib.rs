@@ -39,13 +39,22 @@ pub fn overrides(list: &[&str]) -> Vec<Override> {
 
 /// Run a program to its end with output captured.
 pub fn run(program: &str, set: &[&str]) -> anyhow::Result<(Outcome, Vec<OutputLine>)> {
+    run_in(sandbox(), program, set)
+}
+
+/// Like [`run`], in an engine and component cache of the caller's.
+pub fn run_in(
+    sandbox: Arc<Sandbox>,
+    program: &str,
+    set: &[&str],
+) -> anyhow::Result<(Outcome, Vec<OutputLine>)> {
     let output = Output::capture();
     let options = LaunchOptions {
         termination_notice: Some(Duration::from_secs(5)),
         output: output.clone(),
         ..LaunchOptions::default()
     };
-    let outcome = lp_host::run(&path(program), &overrides(set), sandbox(), options)?;
+    let outcome = lp_host::run(&path(program), &overrides(set), sandbox, options)?;
     Ok((outcome, output.lines()))
 }
 
