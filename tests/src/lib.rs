@@ -66,3 +66,14 @@ pub fn lines_of(lines: &[OutputLine], node: &str) -> Vec<String> {
         .map(|l| l.text.clone())
         .collect()
 }
+
+/// A new FIFO (named pipe) at `dir/name`.
+pub fn fifo_in(dir: &Path, name: &str) -> PathBuf {
+    let fifo = dir.join(name);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    fifo
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use lp_host::Sandbox;
 use lp_host::launch::plan;
 use lp_host::program::load;
-use lp_tests::{lines_of, path, run_in};
+use lp_tests::{fifo_in, lines_of, path, run_in};
 
 const HELLO: &str = "examples/hello_world/program.toml";
 const CONSUMER_PRODUCERS: &str = "examples/consumer_producers/program.toml";
@@ -282,12 +282,7 @@ fn files_that_are_not_components_are_refused_clearly() {
 #[test]
 fn a_fifo_is_refused_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fifo.wasm");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = fifo_in(dir.path(), "fifo.wasm");
     let sandbox = sandbox_in(dir.path());
     let (send, receive) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -2,7 +2,7 @@
 //! override) and says what to do.
 
 use lp_host::program::{Diagnostic, load_str};
-use lp_tests::{overrides, path};
+use lp_tests::{fifo_in, overrides, path};
 
 /// Load `source` as if it were examples/consumer_producers/bad.toml, so
 /// relative component paths resolve to the example crates.
@@ -379,12 +379,7 @@ fn the_host_root_or_a_home_is_writable_only_when_the_grant_says_so_and_always_wa
 #[test]
 fn a_component_that_is_not_a_regular_file_says_what_it_is() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fifo.wasm");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = fifo_in(dir.path(), "fifo.wasm");
     let zero = dir.path().join("zero.wasm");
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     let source = |component: &std::path::Path| {
