@@ -12,7 +12,12 @@ pub const NODE_TARGET: &str = "wasm32-wasip2";
 
 /// Build the node crate in `dir`; return its component file.
 pub fn build_node_crate(dir: &Path) -> Result<PathBuf> {
-    let manifest = dir.join("Cargo.toml");
+    // Built at its real path: cargo finds a crate's workspace from there,
+    // not from a symlink to it.
+    let manifest = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .join("Cargo.toml");
     tracing::debug!("building node crate {}", dir.display());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
@@ -42,7 +47,6 @@ pub fn build_node_crate(dir: &Path) -> Result<PathBuf> {
             stderr.trim_end()
         );
     }
-    let manifest = manifest.canonicalize().unwrap_or(manifest);
     wasm_artifact(&String::from_utf8_lossy(&output.stdout), &manifest).with_context(|| {
         format!(
             "node crate {} produced no .wasm (is its crate-type [\"cdylib\"]?)",

@@ -48,6 +48,8 @@ pub struct Report {
     pub components: usize,
     pub edges: usize,
     pub errors: Vec<Problem>,
+    /// What passes but is said (a grant of the host's root or a home).
+    pub warnings: Vec<Problem>,
 }
 
 /// One problem: what, where (when known), and what to do.
@@ -112,6 +114,7 @@ pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<P
         components: 0,
         edges: 0,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let program = match program::load(file, overrides) {
         Ok(p) => p,
@@ -121,6 +124,12 @@ pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<P
         }
     };
     report.program = Some(program.name.clone());
+    report.warnings = program
+        .warnings
+        .iter()
+        .cloned()
+        .map(Problem::from)
+        .collect();
     report.nodes = program.nodes.len();
     report.components = program.components.len();
     report.edges = program.nodes.iter().map(|n| n.edges.len()).sum();
@@ -148,6 +157,9 @@ pub fn main(args: CheckArgs) -> i32 {
 
 fn print_human(report: &Report) {
     let file = report.file.display();
+    for warning in &report.warnings {
+        print_problem("warning", report, warning);
+    }
     if report.ok {
         crate::outln!(
             "ok: {file}: program {}, {} nodes, {} components, {} edges type-checked",
@@ -159,16 +171,22 @@ fn print_human(report: &Report) {
         return;
     }
     for problem in &report.errors {
-        let place = match (&problem.line, &problem.column, &problem.set) {
-            (Some(l), Some(c), _) => format!("{file}:{l}:{c}"),
-            (_, _, Some(set)) => format!("--set {set}"),
-            _ => file.to_string(),
-        };
-        crate::errln!("error: {place}: {}", problem.message);
-        if let Some(help) = &problem.help {
-            for line in help.lines() {
-                crate::errln!("  help: {line}");
-            }
+        print_problem("error", report, problem);
+    }
+}
+
+/// `error: file:line:column: message` (or `warning: ...`), then its help.
+fn print_problem(level: &str, report: &Report, problem: &Problem) {
+    let file = report.file.display();
+    let place = match (&problem.line, &problem.column, &problem.set) {
+        (Some(l), Some(c), _) => format!("{file}:{l}:{c}"),
+        (_, _, Some(set)) => format!("--set {set}"),
+        _ => file.to_string(),
+    };
+    crate::errln!("{level}: {place}: {}", problem.message);
+    if let Some(help) = &problem.help {
+        for line in help.lines() {
+            crate::errln!("  help: {line}");
         }
     }
 }

@@ -208,6 +208,9 @@ fn run(args: RunArgs) -> i32 {
             return 2;
         }
     };
+    for warning in &program.warnings {
+        eprintln!("warning: {warning}");
+    }
     let seeded = args.launch == LaunchType::TestMt;
     if !seeded && (args.seed.is_some() || args.faults > 0 || args.trace.is_some()) {
         crate::errln!(

@@ -13,6 +13,7 @@ pub mod console;
 pub mod courier;
 pub mod credit;
 pub mod explore;
+pub(crate) mod files;
 pub mod fuzzing;
 pub mod launch;
 pub mod output;

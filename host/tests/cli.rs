@@ -425,4 +425,74 @@ fn one_bad_value_on_many_replicas_is_reported_once() {
     // Each replica's own panic line quotes its args, shortened.
     assert!(stderr.contains("... ("), "{stderr}");
     assert!(stderr.len() < 100_000, "{} bytes of stderr", stderr.len());
+
+#[test]
+fn a_cache_directory_others_can_write_is_refused_once_and_the_program_runs() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Two components, compiled in memory by the launcher and by each of
+    // local_mp's workers: one warning.
+    for launch in ["local_mt", "local_mp"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_lp-host"))
+            .args(["run", "examples/consumer_producers/program.toml"])
+            .args(["--launch", launch, "--set", "producer.replicas=2"])
+            .current_dir(repo())
+            .env("LP_CACHE_DIR", dir.path())
+            .output()
+            .expect("lp-host runs");
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{launch}: {stderr}");
+        assert!(
+            text(&out.stdout).contains("[consumer] step 9"),
+            "{launch}: {stderr}"
+        );
+        let said = "can be written by other users (mode 0777)";
+        assert_eq!(stderr.matches(said).count(), 1, "{launch}: {stderr}");
+        let help = format!("help: `chmod 700 {}`", dir.path().display());
+        assert!(stderr.contains(&help), "{launch}: {stderr}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{launch}"
+        );
+    }
+}
+
+#[test]
+fn a_grant_of_the_host_root_is_warned_by_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("program.toml");
+    std::fs::write(
+        &program,
+        format!(
+            "[program]\nname = \"p\"\n\n[[node]]\nname = \"hello\"\ncomponent = {:?}\ngrants = {{ dirs = [{{ host = \"/\", guest = \"/host\" }}] }}\n",
+            repo().join("examples/hello_world/hello")
+        ),
+    )
+    .unwrap();
+    let program = program.to_str().unwrap();
+    let warning =
+        format!("warning: {program}:7:20: node hello may read the host's root directory /");
+    let out = lp_host(&["check", program]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&warning),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("\n  help: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = lp_host(&["run", program]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).matches(&warning).count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "[hello] Hello World!!!\n");
 }

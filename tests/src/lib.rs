@@ -39,13 +39,22 @@ pub fn overrides(list: &[&str]) -> Vec<Override> {
 
 /// Run a program to its end with output captured.
 pub fn run(program: &str, set: &[&str]) -> anyhow::Result<(Outcome, Vec<OutputLine>)> {
+    run_in(sandbox(), program, set)
+}
+
+/// Like [`run`], in an engine and component cache of the caller's.
+pub fn run_in(
+    sandbox: Arc<Sandbox>,
+    program: &str,
+    set: &[&str],
+) -> anyhow::Result<(Outcome, Vec<OutputLine>)> {
     let output = Output::capture();
     let options = LaunchOptions {
         termination_notice: Some(Duration::from_secs(5)),
         output: output.clone(),
         ..LaunchOptions::default()
     };
-    let outcome = lp_host::run(&path(program), &overrides(set), sandbox(), options)?;
+    let outcome = lp_host::run(&path(program), &overrides(set), sandbox, options)?;
     Ok((outcome, output.lines()))
 }
 
@@ -56,4 +65,15 @@ pub fn lines_of(lines: &[OutputLine], node: &str) -> Vec<String> {
         .filter(|l| l.node == node)
         .map(|l| l.text.clone())
         .collect()
+}
+
+/// A new FIFO (named pipe) at `dir/name`.
+pub fn fifo_in(dir: &Path, name: &str) -> PathBuf {
+    let fifo = dir.join(name);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    fifo
 }

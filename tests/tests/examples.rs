@@ -16,6 +16,33 @@ fn hello_world_prints_and_finishes() {
 }
 
 #[test]
+fn a_node_crate_reached_through_a_symlink_builds_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("hello-link");
+    std::os::unix::fs::symlink(lp_tests::path("examples/hello_world/hello"), &link).unwrap();
+    let program = dir.path().join("program.toml");
+    std::fs::write(
+        &program,
+        "[program]\nname = \"linked\"\n\n[[node]]\nname = \"hello\"\ncomponent = \"hello-link\"\n",
+    )
+    .unwrap();
+    let (outcome, lines) = run(program.to_str().unwrap(), &[]).unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(lines_of(&lines, "hello"), ["Hello World!!!"]);
+}
+
+#[test]
+fn a_program_in_a_workspace_reached_through_a_symlink_builds_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("repo");
+    std::os::unix::fs::symlink(lp_tests::repo(), &link).unwrap();
+    let program = link.join("examples/hello_world/program.toml");
+    let (outcome, lines) = run(program.to_str().unwrap(), &[]).unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(lines_of(&lines, "hello"), ["Hello World!!!"]);
+}
+
+#[test]
 fn consumer_producers_fans_out_for_ten_steps_then_stops() {
     let (outcome, lines) = run("examples/consumer_producers/program.toml", &[]).unwrap();
     assert!(outcome.success(), "{outcome:?}");

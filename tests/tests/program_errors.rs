@@ -2,7 +2,7 @@
 //! override) and says what to do.
 
 use lp_host::program::{Diagnostic, load_str};
-use lp_tests::{overrides, path};
+use lp_tests::{fifo_in, overrides, path};
 
 /// Load `source` as if it were examples/consumer_producers/bad.toml, so
 /// relative component paths resolve to the example crates.
@@ -289,4 +289,119 @@ fn bad_grants_and_limits_name_the_line_and_what_to_do() {
     assert!(producer.grants.stdin && producer.grants.network[0].port.is_none());
     assert_eq!(program.node("consumer").unwrap().grants, Default::default());
     assert_eq!(program.stack_kib, Some(1024));
+}
+
+#[test]
+fn a_guest_path_granted_twice_is_refused_whatever_the_flags() {
+    let with = |extra: &str| GOOD.replace("replicas = 3\n", &format!("replicas = 3\n{extra}\n"));
+    for grants in [
+        r#"grants = { dirs = [{ host = ".", guest = "/d" }, { host = "..", guest = "/d", write = true }] }"#,
+        r#"grants = { dirs = [{ host = ".", guest = "/d" }, { host = ".", guest = "//d/" }] }"#,
+    ] {
+        let e = error(&with(grants), &[]);
+        assert!(
+            e.message
+                .contains("the guest path /d is granted twice (first at line 9, column 42)"),
+            "{e}"
+        );
+        assert!(
+            e.help
+                .as_deref()
+                .unwrap()
+                .contains("grant each guest path once"),
+            "{e}"
+        );
+    }
+    // Nested guest paths are distinct grants.
+    load(
+        &with(r#"grants = { dirs = [{ host = ".", guest = "/d" }, { host = "..", guest = "/d/e" }] }"#),
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_host_root_or_a_home_is_writable_only_when_the_grant_says_so_and_always_warned() {
+    let with = |extra: &str| GOOD.replace("replicas = 3\n", &format!("replicas = 3\n{extra}\n"));
+    let home = std::env::var("HOME").expect("HOME is set");
+    for host in ["/", home.as_str()] {
+        let e = error(
+            &with(&format!(
+                r#"grants = {{ dirs = [{{ host = "{host}", guest = "/h", write = true }}] }}"#
+            )),
+            &[],
+        );
+        assert_eq!(e.line_col, Some((9, 20)), "{e}");
+        assert!(e.message.contains("a writable grant of"), "{e}");
+        assert!(
+            e.help
+                .as_deref()
+                .unwrap()
+                .contains("allow_home_write = true"),
+            "{e}"
+        );
+
+        let program = load(
+            &with(&format!(r#"grants = {{ dirs = [{{ host = "{host}", guest = "/h", write = true, allow_home_write = true }}] }}"#)),
+            &[],
+        )
+        .unwrap();
+        assert!(program.node("producer/0").unwrap().grants.dirs[0].writable);
+        assert_eq!(program.warnings.len(), 1, "{:?}", program.warnings);
+        assert!(
+            program.warnings[0].message.contains("may write"),
+            "{}",
+            program.warnings[0]
+        );
+
+        let program = load(
+            &with(&format!(
+                r#"grants = {{ dirs = [{{ host = "{host}", guest = "/h" }}] }}"#
+            )),
+            &[],
+        )
+        .unwrap();
+        let warning = &program.warnings[..];
+        assert_eq!(warning.len(), 1, "{warning:?}");
+        assert_eq!(warning[0].line_col, Some((9, 20)));
+        assert!(warning[0].message.contains("may read"), "{}", warning[0]);
+        assert!(warning[0].help.is_some());
+    }
+    // A directory of the program's own: no word.
+    let program = load(
+        &with(r#"grants = { dirs = [{ host = ".", guest = "/h", write = true }] }"#),
+        &[],
+    )
+    .unwrap();
+    assert!(program.warnings.is_empty(), "{:?}", program.warnings);
+}
+
+#[test]
+fn a_component_that_is_not_a_regular_file_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = fifo_in(dir.path(), "fifo.wasm");
+    let zero = dir.path().join("zero.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let source = |component: &std::path::Path| {
+        format!(
+            "[program]\nname = \"p\"\n\n[[node]]\nname = \"a\"\ncomponent = {:?}\n",
+            component
+        )
+    };
+    let program = dir.path().join("program.toml");
+    let e = load_str(&program, &source(&fifo), &[]).unwrap_err();
+    assert!(
+        e.message
+            .contains("fifo.wasm is a FIFO (named pipe), not a regular file"),
+        "{e}"
+    );
+    assert_eq!(e.line_col, Some((6, 13)));
+    assert!(e.help.is_some());
+    let e = load_str(&program, &source(&zero), &[]).unwrap_err();
+    assert!(
+        e.message.contains(
+            "zero.wasm is a character device, not a regular file (a symlink to /dev/zero)"
+        ),
+        "{e}"
+    );
 }

@@ -172,6 +172,7 @@ pub fn launch(
                 sockets: sockets.clone(),
                 control: control_socket.clone(),
                 cache_dir: cache_dir.clone(),
+                use_cache: plan.sandbox.cache().usable(),
                 transport: options.transport,
                 spin: options.spin,
                 secret: secret.clone(),

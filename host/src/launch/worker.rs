@@ -49,6 +49,9 @@ pub struct WorkerSpec {
     /// The launcher's control socket.
     pub control: PathBuf,
     pub cache_dir: Option<PathBuf>,
+    /// Whether it may use that cache: not if the launcher found it unusable
+    /// (and said why, once for the launch).
+    pub use_cache: bool,
     /// How calls travel between processes.
     pub transport: Transport,
     /// How long a reader of the socket transport spins before it parks.
@@ -82,6 +85,9 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         program.disable_run(name);
     }
     let sandbox = Sandbox::configured(spec.cache_dir.clone(), false, program.stack_kib)?;
+    if !spec.use_cache {
+        sandbox.cache().disable();
+    }
     let plan = plan(program, Arc::new(sandbox))?;
     let runtime = timer_runtime()?;
 

@@ -1,15 +1,18 @@
 //! The `grants` and `limits` tables of program.toml: what of the host a
 //! node may use, and how much it may take. Checked here, with the place of
-//! every error: directories must exist, addresses must parse, limits must
-//! be positive.
+//! every error: directories must exist, each guest path is granted once,
+//! the host's root or a home directory is writable only by explicit
+//! opt-in (and any grant of one is warned of), addresses must parse,
+//! limits must be positive.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::load::{Context, Located};
-use super::{Diagnostic, DirGrant, Grants, Limits, NetGrant, Origin};
+use super::{Diagnostic, DirGrant, Grants, Limits, NetGrant, Origin, line_col};
 
 /// The deepest wasm stack a program may ask for, in KiB.
 const MAX_STACK_KIB: u64 = 64 * 1024;
@@ -38,6 +41,10 @@ struct RawDir {
     guest: Spanned<String>,
     #[serde(default)]
     write: bool,
+    /// Allows `write` on the host's root, a home directory, or a directory
+    /// that holds one: refused without it.
+    #[serde(default)]
+    allow_home_write: bool,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -56,9 +63,22 @@ pub(super) struct RawLimits {
     pub stack_kib: Option<Spanned<i64>>,
 }
 
-pub(super) fn grants(cx: &Context, raw: RawGrants) -> Result<Grants, Diagnostic> {
+/// The grants of the node `node`; what it should be warned of goes to
+/// `warnings`.
+pub(super) fn grants(
+    cx: &Context,
+    node: &str,
+    raw: RawGrants,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Grants, Diagnostic> {
     let dir = cx.dir();
+    let homes = if raw.dirs.is_empty() {
+        Vec::new()
+    } else {
+        home_directories()
+    };
     let mut dirs = Vec::new();
+    let mut guests: Vec<(PathBuf, std::ops::Range<usize>)> = Vec::new();
     for grant in raw.dirs {
         let span = grant.span();
         let grant = grant.into_inner();
@@ -71,6 +91,7 @@ pub(super) fn grants(cx: &Context, raw: RawGrants) -> Result<Grants, Diagnostic>
                 )
                 .help("create it, or fix the path (relative to program.toml)"));
         }
+        let guest_span = grant.guest.span();
         let guest = grant.guest.into_inner();
         if !guest.starts_with('/') {
             return Err(cx
@@ -80,8 +101,45 @@ pub(super) fn grants(cx: &Context, raw: RawGrants) -> Result<Grants, Diagnostic>
                 )
                 .help("write where the node sees the directory, e.g. guest = \"/data\""));
         }
+        let seen_as: PathBuf = Path::new(&guest).components().collect();
+        if let Some((_, first)) = guests.iter().find(|(path, _)| *path == seen_as) {
+            let (line, column) = line_col(cx.source, first.start);
+            return Err(cx
+                .error(
+                    &Origin::File(guest_span),
+                    format!(
+                        "the guest path {} is granted twice (first at line {line}, column {column})",
+                        seen_as.display()
+                    ),
+                )
+                .help("grant each guest path once: the node sees one directory there, read-only unless its grant says write = true"));
+        }
+        guests.push((seen_as, guest_span));
+        let host = host.canonicalize().unwrap_or(host);
+        if let Some(exposed) = exposed_home(&host, &homes) {
+            if grant.write && !grant.allow_home_write {
+                return Err(cx
+                    .error(
+                        &Origin::File(span),
+                        format!("a writable grant of {exposed} would let node {node:?} change a user's files (shell start-up files, SSH keys) and so act as that user"),
+                    )
+                    .help("grant a directory of the program's own (e.g. { host = \"data\", guest = \"/data\", write = true }), or leave out write = true; if the node must write there, add allow_home_write = true to this grant"));
+            }
+            let warning = match grant.write {
+                true => cx
+                    .error(
+                        &Origin::File(span),
+                        format!("node {node} may write {exposed} (allow_home_write = true)"),
+                    )
+                    .help("grant a narrower directory if the node does not need all of it"),
+                false => cx
+                    .error(&Origin::File(span), format!("node {node} may read {exposed}"))
+                    .help("grant only the directories the node needs: a user's files hold SSH keys and tokens"),
+            };
+            warnings.push(warning);
+        }
         dirs.push(DirGrant {
-            host: host.canonicalize().unwrap_or(host),
+            host,
             guest,
             writable: grant.write,
         });
@@ -103,6 +161,52 @@ pub(super) fn grants(cx: &Context, raw: RawGrants) -> Result<Grants, Diagnostic>
         network,
         stdin: raw.stdin,
     })
+}
+
+/// The home directories of this host: `$HOME`'s, root's, and those of
+/// people's accounts (uid 1000 and up, not nobody's) in /etc/passwd.
+fn home_directories() -> Vec<PathBuf> {
+    let mut homes: Vec<PathBuf> = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            if let [_, _, uid, _, _, home, ..] = line.split(':').collect::<Vec<_>>()[..]
+                && uid
+                    .parse::<u32>()
+                    .is_ok_and(|uid| uid == 0 || (1000..65534).contains(&uid))
+            {
+                homes.push(PathBuf::from(home));
+            }
+        }
+    }
+    homes
+        .into_iter()
+        .filter(|home| home.is_absolute() && home != Path::new("/"))
+        .map(|home| home.canonicalize().unwrap_or(home))
+        .collect()
+}
+
+/// What of the host's root or of a home directory a grant of `host` (a
+/// canonical path) exposes, as the object of "a grant of ...".
+fn exposed_home(host: &Path, homes: &[PathBuf]) -> Option<String> {
+    if host == Path::new("/") {
+        return Some("the host's root directory /".into());
+    }
+    if homes.iter().any(|home| home == host) {
+        return Some(format!("the home directory {}", host.display()));
+    }
+    homes
+        .iter()
+        .find(|home| home.starts_with(host))
+        .map(|home| {
+            format!(
+                "{}, which holds the home directory {}",
+                host.display(),
+                home.display()
+            )
+        })
 }
 
 fn net_grant(text: &str) -> Option<NetGrant> {
@@ -269,6 +373,23 @@ pub(super) fn set_limit(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_a_home_and_what_holds_one_are_exposed_homes() {
+        let homes = [PathBuf::from("/home/alice"), PathBuf::from("/root")];
+        let exposed = |host: &str| exposed_home(Path::new(host), &homes);
+        assert_eq!(exposed("/").unwrap(), "the host's root directory /");
+        assert_eq!(exposed("/root").unwrap(), "the home directory /root");
+        assert_eq!(
+            exposed("/home").unwrap(),
+            "/home, which holds the home directory /home/alice"
+        );
+        assert_eq!(exposed("/home/alice/data"), None);
+        assert_eq!(exposed("/home/bob"), None);
+        assert_eq!(exposed("/srv"), None);
+    }
+
     #[test]
     fn a_granted_host_directory_may_be_absolute() {
         let dir = tempfile::tempdir().unwrap();

@@ -162,7 +162,14 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         grants::set_limit(&cx, &mut default_limits, key, value, true)?;
     }
     let (components, component_of_entry) = resolve_components(&cx, &entries)?;
-    let mut nodes = expand(&cx, &mut entries, &component_of_entry, &default_limits)?;
+    let mut warnings = Vec::new();
+    let mut nodes = expand(
+        &cx,
+        &mut entries,
+        &component_of_entry,
+        &default_limits,
+        &mut warnings,
+    )?;
     resolve_args(&cx, &entries, &mut nodes)?;
     let overrides = overrides.iter().map(|o| o.text.clone()).collect();
     Ok(Program {
@@ -173,6 +180,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         nodes,
         overrides,
         stack_kib: default_limits.stack_kib,
+        warnings,
     })
 }
 
@@ -240,13 +248,13 @@ fn resolve_components(
         let written = &entry.component.value;
         let path = dir.join(written);
         let source = if written.ends_with(".wasm") {
-            if !path.is_file() {
+            if let Some((problem, help)) = not_a_component_file(&path) {
                 return Err(cx
                     .error(
                         &entry.component.origin,
-                        format!("component file {} does not exist", path.display()),
+                        format!("component file {} {problem}", path.display()),
                     )
-                    .help("build the component first, or name a node crate directory instead"));
+                    .help(help));
             }
             ComponentSource::Wasm(path)
         } else if path.join("Cargo.toml").is_file() {
@@ -271,23 +279,52 @@ fn resolve_components(
     Ok((sources, of_entry))
 }
 
+/// Why `path` cannot be a component file, and what to do, if it cannot:
+/// it does not exist, or is not a regular file (a FIFO, a device: said,
+/// never opened).
+fn not_a_component_file(path: &Path) -> Option<(String, &'static str)> {
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let problem = crate::files::not_regular(&meta)?;
+            let link = std::fs::read_link(path)
+                .map(|target| format!(" (a symlink to {})", target.display()))
+                .unwrap_or_default();
+            Some((
+                format!("{problem}{link}"),
+                "name a .wasm component file (built with `cargo build --target wasm32-wasip2`), or a node crate directory",
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((
+            "does not exist".into(),
+            "build the component first, or name a node crate directory instead",
+        )),
+        Err(e) => Some((
+            format!("cannot be read: {e}"),
+            "make it readable by this user, or name another component",
+        )),
+    }
+}
+
 /// One [`NodeSpec`] per replica of every entry (args still empty).
 fn expand(
     cx: &Context,
     entries: &mut [Entry],
     component_of_entry: &[usize],
     default_limits: &crate::program::Limits,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Vec<NodeSpec>, Diagnostic> {
     let mut seen: HashMap<String, Origin> = HashMap::new();
     let mut nodes = Vec::new();
     for (entry, &component) in entries.iter_mut().zip(component_of_entry) {
         let granted = grants::grants(
             cx,
+            &entry.name.value,
             entry
                 .grants
                 .take()
                 .map(Spanned::into_inner)
                 .unwrap_or_default(),
+            warnings,
         )?;
         let mut limits = grants::limits(cx, entry.limits.take(), default_limits)?;
         for (key, value) in &entry.limit_overrides {

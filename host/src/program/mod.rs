@@ -40,6 +40,9 @@ pub struct Program {
     /// The most wasm stack any node may use (program-wide: one engine runs
     /// every node), in KiB; `None`: wasmtime's default (512 KiB).
     pub stack_kib: Option<u64>,
+    /// What is allowed but should be said before the program runs (a grant
+    /// of the host's root or of a home directory), with where it is.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Where a node's component comes from.

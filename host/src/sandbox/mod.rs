@@ -8,7 +8,7 @@ mod stdio;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
@@ -71,8 +71,13 @@ impl Sandbox {
     /// Load the component at `path`, compiling it only if the cache has no
     /// build of these exact bytes for this engine.
     pub fn load(&self, path: &Path) -> Result<Component> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read component {}", path.display()))?;
+        let bytes = crate::files::read_regular(path, crate::files::Symlinks::Follow)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read component {}: {e}\n  help: name a .wasm component file, built with `cargo build --target wasm32-wasip2`",
+                    path.display()
+                )
+            })?;
         check_is_component(path, &bytes)?;
         self.cache.load(&self.engine, &bytes).map_err(|e| {
             anyhow::anyhow!(
