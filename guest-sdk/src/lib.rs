@@ -58,6 +58,8 @@ pub use lp_guest_macros::generate;
 
 /// The key under which the host encodes a handle inside the args JSON.
 pub const HANDLE_KEY: &str = "$lp-handle";
+/// Beside it, the handle's own call deadline in milliseconds, if it has one.
+pub const HANDLE_TIMEOUT_KEY: &str = "$lp-timeout-ms";
 
 /// This node's full name, e.g. `producer/3`.
 pub fn name() -> String {
@@ -181,11 +183,18 @@ macro_rules! error {
     ($($t:tt)*) => { $crate::log($crate::Level::Error, &format!($($t)*)) };
 }
 
-/// Decode a handle from its args JSON form `{"$lp-handle": <node>}`.
+/// Decode a handle from its args JSON form `{"$lp-handle": <node>}`, with
+/// `"$lp-timeout-ms": <ms>` when the handle has a deadline of its own.
 pub fn handle_from_json(value: &serde_json::Value) -> Option<Handle> {
-    let node = value.as_object()?.get(HANDLE_KEY)?.as_u64()?;
+    let object = value.as_object()?;
+    let node = object.get(HANDLE_KEY)?.as_u64()?;
+    let timeout_ms = match object.get(HANDLE_TIMEOUT_KEY) {
+        None => None,
+        Some(ms) => Some(ms.as_u64()?),
+    };
     Some(Handle {
         node: u32::try_from(node).ok()?,
+        timeout_ms,
     })
 }
 

@@ -123,12 +123,17 @@ fn check_function(
     Ok(())
 }
 
-/// `record handle { node: u32 }` from lp:node/types.
+/// `record handle { node: u32, timeout-ms: option<u64> }` from lp:node/types.
 fn is_handle(ty: &Type) -> bool {
     match ty {
         Type::Record(r) => {
             let fields: Vec<_> = r.fields().collect();
-            fields.len() == 1 && fields[0].name == "node" && fields[0].ty == Type::U32
+            let deadline = |ty: &Type| matches!(ty, Type::Option(o) if o.ty() == Type::U64);
+            fields.len() == 2
+                && fields[0].name == "node"
+                && fields[0].ty == Type::U32
+                && fields[1].name == "timeout-ms"
+                && deadline(&fields[1].ty)
         }
         _ => false,
     }

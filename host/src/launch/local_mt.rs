@@ -172,11 +172,6 @@ pub(super) fn start_nodes<R>(
             index: spec.index,
             args: spec.args.to_string(),
             allowed,
-            timeouts: spec
-                .edges
-                .iter()
-                .filter_map(|e| Some((e.target, e.timeout?)))
-                .collect(),
             router: router.clone(),
             output: output.clone(),
             log_credit: crate::credit::Credit::new(crate::sandbox::OUTPUT_CREDIT),

@@ -158,8 +158,6 @@ pub struct NodeContext {
     pub args: String,
     /// Sorted ids of the nodes this node holds handles to.
     pub allowed: Vec<u32>,
-    /// Deadlines of calls through handles that override the program's.
-    pub timeouts: Vec<(u32, Duration)>,
     pub router: Arc<Router>,
     pub output: Output,
     /// What its log lines may have on their way to the output.
@@ -184,21 +182,34 @@ impl NodeContext {
             .unwrap_or_else(|| e.root_cause().to_string())
     }
 
-    /// A courier call from this node: `handle` must be one it was given.
+    /// A courier call from this node: `handle` must be one it was given;
+    /// its deadline, if it has one, is the call's.
     async fn call(&self, handle: &Val, func: FuncKey, params: &[Val]) -> Reply {
-        let target = match handle {
-            Val::Record(fields) => match fields.first() {
-                Some((_, Val::U32(id))) => *id,
-                _ => return Err(CallError::Unreachable("malformed handle".into())),
-            },
-            _ => return Err(CallError::Unreachable("malformed handle".into())),
+        let malformed = || Err(CallError::Unreachable("malformed handle".into()));
+        let Val::Record(fields) = handle else {
+            return malformed();
         };
-        self.call_node(target, func, Payload::Vals(params.to_vec()))
+        let (target, deadline) = match fields.as_slice() {
+            [(_, Val::U32(id)), (_, Val::Option(ms))] => match ms.as_deref() {
+                None => (*id, None),
+                Some(Val::U64(ms)) => (*id, Some(Duration::from_millis(*ms))),
+                Some(_) => return malformed(),
+            },
+            _ => return malformed(),
+        };
+        self.call_node(target, deadline, func, Payload::Vals(params.to_vec()))
             .await
     }
 
-    /// A courier call to node `target`, which must be one this node was given.
-    pub async fn call_node(&self, target: u32, func: FuncKey, args: Payload) -> Reply {
+    /// A courier call to node `target`, which must be one this node was
+    /// given, with the handle's deadline (`None`: the program's).
+    pub async fn call_node(
+        &self,
+        target: u32,
+        deadline: Option<Duration>,
+        func: FuncKey,
+        args: Payload,
+    ) -> Reply {
         if self.allowed.binary_search(&target).is_err() {
             return Err(CallError::Unreachable(format!(
                 "node {} was not given a handle to node id {target}",
@@ -206,7 +217,7 @@ impl NodeContext {
             )));
         }
         let Some(chaos) = &self.chaos else {
-            return self.deliver(target, func, args).await;
+            return self.deliver(target, deadline, func, args).await;
         };
         let (service, function) = self.router.func_name(func);
         let interface = service.rsplit('/').next().unwrap_or(service);
@@ -218,7 +229,7 @@ impl NodeContext {
         );
         chaos.record(format!("call {call}"));
         chaos.before_call(&call).await?;
-        let reply = self.deliver(target, func, args).await;
+        let reply = self.deliver(target, deadline, func, args).await;
         match &reply {
             Ok(_) => chaos.record(format!("return {call}: ok")),
             Err(e) => chaos.record(format!("return {call}: {e}")),
@@ -226,9 +237,15 @@ impl NodeContext {
         reply
     }
 
-    async fn deliver(&self, target: u32, func: FuncKey, args: Payload) -> Reply {
-        match self.timeouts.iter().find(|(id, _)| *id == target) {
-            Some(&(_, deadline)) => {
+    async fn deliver(
+        &self,
+        target: u32,
+        deadline: Option<Duration>,
+        func: FuncKey,
+        args: Payload,
+    ) -> Reply {
+        match deadline {
+            Some(deadline) => {
                 self.router
                     .call_with_deadline(target, func, args, Some(deadline))
                     .await

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use wasmtime::component::types::Type;
@@ -28,6 +29,8 @@ use crate::courier::{CallError, FuncKey, Payload, Reply, TypedWire};
 #[component(record)]
 struct Handle {
     node: u32,
+    #[component(name = "timeout-ms")]
+    timeout_ms: Option<u64>,
 }
 
 /// `lp:node/types.call-error`, as the typed path lowers it.
@@ -265,7 +268,9 @@ async fn call(
     key: FuncKey,
     args: Box<dyn Any + Send>,
 ) -> Reply {
-    node.call_node(handle.node, key, Payload::Typed(args)).await
+    let deadline = handle.timeout_ms.map(Duration::from_millis);
+    node.call_node(handle.node, deadline, key, Payload::Typed(args))
+        .await
 }
 
 /// `f(arg: P) -> R`.

@@ -12,7 +12,10 @@ use toml::Spanned;
 use super::grants::{self, RawGrants, RawLimits};
 use super::overrides::{Override, OverrideTarget};
 use super::replica::{Replica, whole};
-use super::{ComponentSource, Diagnostic, Edge, HANDLE_KEY, NodeSpec, Origin, Place, Program};
+use super::{
+    ComponentSource, Diagnostic, Edge, HANDLE_KEY, HANDLE_TIMEOUT_KEY, NodeSpec, Origin, Place,
+    Program,
+};
 
 const REFERENCE: &str = "see \"program.toml reference\" in README.md";
 
@@ -670,7 +673,7 @@ impl HandleResolver<'_> {
                 timeout,
                 place: place.clone(),
             });
-            handle_json(id)
+            handle_json(id, timeout)
         };
         if table.contains_key("index") {
             return Ok(Some(
@@ -719,8 +722,16 @@ impl HandleResolver<'_> {
     }
 }
 
-fn handle_json(id: u32) -> serde_json::Value {
-    serde_json::json!({ HANDLE_KEY: id })
+/// A handle as the node sees it in its args: the target and the handle's
+/// own deadline.
+fn handle_json(id: u32, timeout: Option<Duration>) -> serde_json::Value {
+    match timeout {
+        None => serde_json::json!({ HANDLE_KEY: id }),
+        Some(t) => {
+            let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1);
+            serde_json::json!({ HANDLE_KEY: id, HANDLE_TIMEOUT_KEY: ms })
+        }
+    }
 }
 
 fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -17,6 +17,8 @@ pub use overrides::Override;
 
 /// The key under which a handle is encoded in a node's args JSON.
 pub const HANDLE_KEY: &str = "$lp-handle";
+/// Beside it, the handle's own call deadline in milliseconds, if it has one.
+pub const HANDLE_TIMEOUT_KEY: &str = "$lp-timeout-ms";
 
 /// Args values are JSON.
 pub use serde_json::Value as JsonValue;

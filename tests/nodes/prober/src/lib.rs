@@ -60,6 +60,7 @@ impl exports::lp::node::lifecycle::Guest for Prober {
             "forged" => {
                 let forged = Handle {
                     node: args.target.handle().node + 1,
+                    ..args.target.handle()
                 };
                 describe(faulty::echo(forged, "hi".to_string()).await)
             }
