@@ -425,6 +425,7 @@ fn one_bad_value_on_many_replicas_is_reported_once() {
     // Each replica's own panic line quotes its args, shortened.
     assert!(stderr.contains("... ("), "{stderr}");
     assert!(stderr.len() < 100_000, "{} bytes of stderr", stderr.len());
+}
 
 #[test]
 fn a_cache_directory_others_can_write_is_refused_once_and_the_program_runs() {
