@@ -16,6 +16,7 @@ pub mod launch;
 pub mod output;
 pub mod program;
 pub mod sandbox;
+pub mod signals;
 pub mod stop;
 pub mod terminal;
 pub mod testing;

@@ -225,6 +225,11 @@ pub fn launch(
         options.termination_notice,
         router,
         move || {
+            for proc in lock(&procs).iter() {
+                proc.kill();
+            }
+        },
+        move || {
             for watcher in watchers {
                 let _ = watcher.join();
             }
@@ -250,6 +255,7 @@ struct ProcState {
     /// Which start this is; events of earlier ones are stale.
     generation: u32,
     restarts_left: u32,
+    /// The running process (0 once it has exited).
     pid: u32,
     /// A node failed and the process is being killed to start again.
     restarting: bool,
@@ -276,13 +282,15 @@ impl Proc {
         let mut command = Command::new(&self.exe);
         command.arg("worker").arg("--spec").arg(&self.spec_file);
         // SAFETY: prctl and signal are async-signal-safe and only change
-        // the child: it dies with the launcher, and leaves Ctrl-C (sent to
-        // the whole terminal process group) to the launcher, which stops the
-        // program in order.
+        // the child: it dies with the launcher, and leaves Ctrl-C, SIGTERM,
+        // SIGHUP and SIGQUIT (which a terminal sends the whole process
+        // group) to the launcher, which stops the program in order.
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                for signal in crate::signals::STOPPING {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
                 Ok(())
             });
         }
@@ -315,21 +323,32 @@ impl Proc {
         if kind == Ok(worker_event::Kind::Failed) && state.restarts_left > 0 {
             state.restarting = true;
             state.failure = Some(event.error.lines().next().unwrap_or_default().to_string());
-            // SAFETY: kill(2) on the pid of our own child.
-            unsafe {
-                libc::kill(state.pid as i32, libc::SIGKILL);
-            }
+            state.kill();
             return false;
         }
         true
+    }
+
+    /// Kill the process with SIGKILL, if it has not been reaped.
+    fn kill(&self) {
+        let state = self.state();
+        if state.pid != 0 {
+            tracing::debug!("killing worker {} (pid {})", self.spec.worker, state.pid);
+        }
+        state.kill();
     }
 
     /// Wait for the process; restart it while the budget lasts, else report
     /// its nodes' end to the supervisor.
     fn watch(&self, mut child: std::process::Child, reporter: &Reporter, control: &Control) {
         loop {
-            let status = child.wait();
             let pid = child.id();
+            // Wait for the exit without reaping the process, and forget its
+            // pid before reaping it: a kill under the state's lock can never
+            // reach another process that was given the pid again.
+            wait_for_exit(pid);
+            self.state().pid = 0;
+            let status = child.wait();
             // Let what the worker said before it ended arrive first.
             let deadline = std::time::Instant::now() + Duration::from_secs(1);
             while self.state().streaming && std::time::Instant::now() < deadline {
@@ -376,6 +395,37 @@ impl Proc {
                 }
                 reporter.send(NodeEvent::Exited(id));
             }
+            return;
+        }
+    }
+}
+
+impl ProcState {
+    /// SIGKILL the process, unless it has exited (its pid may be reused).
+    fn kill(&self) {
+        if self.pid != 0 {
+            // SAFETY: kill(2) on our own child, not yet reaped (see `watch`).
+            unsafe {
+                libc::kill(self.pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Block until process `pid` (our child) has exited, leaving it to be reaped.
+fn wait_for_exit(pid: u32) {
+    loop {
+        // SAFETY: waitid(2) with a zeroed siginfo_t to fill.
+        let done = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return;
         }
     }
