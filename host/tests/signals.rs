@@ -1,8 +1,10 @@
-//! How lp-host ends a program on signals, through the binary: SIGINT,
-//! SIGTERM, SIGHUP and SIGQUIT stop it gracefully, a second one at once;
-//! a wedged (SIGSTOPped) worker or a node blocked in a host call cannot
-//! hold the launcher past the termination notice; nothing panics while a
-//! node that ignores stop is interrupted.
+//! How lp-host ends a program, through the binary: SIGINT, SIGTERM, SIGHUP
+//! and SIGQUIT stop it gracefully, a second one at once; a wedged
+//! (SIGSTOPped) worker or a node blocked in a host call cannot hold the
+//! launcher past the termination notice; nothing panics while a node that
+//! ignores stop is interrupted; local_mp's run directory (sockets, and
+//! specs with the launch's secret) is its owner's only, and goes with the
+//! launch even when the launcher is killed.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -37,13 +39,11 @@ struct Launcher {
 
 impl Launcher {
     fn start(program: &str, notice: &str, flags: &[&str], sets: &[&str]) -> Launcher {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lp-host"))
-            .current_dir(repo())
-            .env("LP_CACHE_DIR", repo().join("target/lp-test-cache"))
-            .env("NO_COLOR", "1")
-            .args(["run", program, "--termination-notice-secs", notice])
-            .args(flags)
-            .args(sets.iter().flat_map(|s| ["--set", s]))
+        Launcher::spawn(run_command(program, notice, flags, sets))
+    }
+
+    fn spawn(mut command: Command) -> Launcher {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -111,6 +111,19 @@ impl Launcher {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+/// `lp-host run` with these arguments.
+fn run_command(program: &str, notice: &str, flags: &[&str], sets: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lp-host"));
+    command
+        .current_dir(repo())
+        .env("LP_CACHE_DIR", repo().join("target/lp-test-cache"))
+        .env("NO_COLOR", "1")
+        .args(["run", program, "--termination-notice-secs", notice])
+        .args(flags)
+        .args(sets.iter().flat_map(|s| ["--set", s]));
+    command
 }
 
 impl Drop for Launcher {
@@ -230,5 +243,108 @@ fn interrupting_a_node_that_ignores_stop_never_panics() {
             assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
             assert_eq!(code, Some(130), "{flags:?}: {stderr}");
         }
+    }
+}
+
+/// The spec file a worker was started with (its `--spec` argument); none
+/// for another child (a build).
+fn spec_of(worker: u32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(format!("/proc/{worker}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let at = args.iter().position(|a| *a == b"--spec")?;
+    Some(PathBuf::from(
+        String::from_utf8_lossy(args.get(at + 1)?).into_owned(),
+    ))
+}
+
+/// Wait (at most [`BOUND`]) until `ready` holds.
+fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < BOUND, "{what} within {BOUND:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What `sh -c script path` says when run as user and group 65534.
+fn as_nobody(script: &str, path: &Path) -> std::process::Output {
+    use std::os::unix::process::CommandExt as _;
+    Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(path)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_run_directory_is_its_owners_only_whatever_the_umask() {
+    // Workers that never read their specs, so that the specs stay to be looked at.
+    let fake = tempfile::tempdir().unwrap();
+    let worker = fake.path().join("worker");
+    std::fs::write(&worker, "#!/bin/sh\nwhile :; do sleep 0.1; done\n").unwrap();
+    std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let flags = ["--launch", "local_mp"];
+    let lp_host = run_command("tests/programs/stubborn.toml", "0.1", &flags, &[]);
+    // The same command under umask 000.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(lp_host.get_program())
+        .args(lp_host.get_args())
+        .current_dir(repo())
+        .envs(lp_host.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("LP_HOST_EXE", &worker);
+    let launcher = Launcher::spawn(command);
+    let first_spec = || launcher.workers().into_iter().find_map(spec_of);
+    wait_until("a worker starts", || first_spec().is_some());
+    let spec = first_spec().unwrap();
+    let dir = spec.parent().unwrap().to_path_buf();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.contains(&spec) && files.contains(&dir.join("control.sock")));
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    // Another user can neither read the spec nor reach the socket.
+    for file in [&spec, &dir.join("control.sock")] {
+        let out = as_nobody("cat \"$1\"", file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("Permission denied"),
+            "{}: {stderr}",
+            file.display()
+        );
+    }
+    launcher.signal("INT");
+    let (code, stderr) = launcher.finish();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(!dir.exists(), "the run directory goes with the launch");
+}
+
+#[test]
+fn a_killed_launcher_leaves_no_secret_behind() {
+    for courier in ["socket", "grpc"] {
+        let flags = ["--launch", "local_mp", "--courier", courier];
+        let sets = ["stubborn.replicas=2"];
+        let mut launcher = Launcher::start("tests/programs/stubborn.toml", "1", &flags, &sets);
+        launcher.expect_lines(2, &["spinning"]);
+        let workers = launcher.workers();
+        let spec = spec_of(workers[0]).unwrap();
+        assert!(
+            !spec.exists(),
+            "{courier}: a worker removes its spec once read"
+        );
+        launcher.signal("KILL");
+        let dir = spec.parent().unwrap();
+        wait_until("the workers remove the run directory", || !dir.exists());
+        wait_until("the workers exit", || !workers.iter().any(|&w| alive(w)));
+        let _ = launcher.finish();
     }
 }

@@ -4,7 +4,8 @@
 //! runs the same supervisor as local_mt on the events workers send over the
 //! control stream, forwards stop/shutdown/kill to them, and notices a worker
 //! that dies (exit, trap, panic, kill -9) from its exit status at once.
-//! Workers die with the launcher (PR_SET_PDEATHSIG and the control stream).
+//! Workers die with the launcher (PR_SET_PDEATHSIG and the control stream)
+//! and then remove the run directory.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -21,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::local_mt::{RunningProgram, timer_runtime};
 use super::node::{Control, NodeEvent};
+use super::run_dir;
 use super::supervisor;
 use super::worker::WorkerSpec;
 use super::{LaunchOptions, Plan, lock};
@@ -49,10 +51,7 @@ pub fn launch(
     cache_dir: Option<PathBuf>,
 ) -> Result<RunningProgram> {
     let program = &plan.program;
-    let dir = tempfile::Builder::new()
-        .prefix("lp-")
-        .tempdir()
-        .context("cannot create the run directory")?;
+    let dir = run_dir::create()?;
 
     // Group nodes into workers: one per colocation name, else one per node.
     let mut workers: Vec<Vec<u32>> = Vec::new();
@@ -175,6 +174,7 @@ pub fn launch(
                 transport: options.transport,
                 spin: options.spin,
                 secret: secret.clone(),
+                launcher: std::process::id(),
             },
             budget,
             state: Mutex::new(ProcState {
@@ -278,17 +278,21 @@ impl Proc {
             generation: state.generation,
             ..self.spec.clone()
         };
-        std::fs::write(&self.spec_file, serde_json::to_vec(&spec)?)?;
+        run_dir::write_private(&self.spec_file, &serde_json::to_vec(&spec)?)?;
         let mut command = Command::new(&self.exe);
         command.arg("worker").arg("--spec").arg(&self.spec_file);
         // SAFETY: prctl and signal are async-signal-safe and only change
-        // the child: it dies with the launcher, and leaves Ctrl-C, SIGTERM,
-        // SIGHUP and SIGQUIT (which a terminal sends the whole process
-        // group) to the launcher, which stops the program in order.
+        // the child: it hears of the launcher's death (and cleans up, then
+        // exits), and leaves Ctrl-C, SIGTERM, SIGHUP and SIGQUIT (which a
+        // terminal sends the whole process group) to the launcher, which
+        // stops the program in order.
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                for signal in crate::signals::STOPPING {
+                libc::prctl(libc::PR_SET_PDEATHSIG, run_dir::LAUNCHER_GONE);
+                for signal in crate::signals::STOPPING
+                    .into_iter()
+                    .chain([run_dir::LAUNCHER_GONE])
+                {
                     libc::signal(signal, libc::SIG_IGN);
                 }
                 Ok(())

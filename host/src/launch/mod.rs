@@ -8,6 +8,7 @@ pub mod local_mt;
 pub mod node;
 mod plan;
 mod pool;
+mod run_dir;
 pub mod seeded;
 mod supervisor;
 mod typed;
