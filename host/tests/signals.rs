@@ -153,15 +153,22 @@ fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
+/// The stubborn program under local_mp, two workers spinning: the launcher
+/// and the workers' pids.
+fn two_spinning_workers(courier: &str, notice: &str) -> (Launcher, Vec<u32>) {
+    let flags = ["--launch", "local_mp", "--courier", courier];
+    let sets = ["stubborn.replicas=2"];
+    let mut launcher = Launcher::start("tests/programs/stubborn.toml", notice, &flags, &sets);
+    launcher.expect_lines(2, &["spinning"]);
+    let workers = launcher.workers();
+    assert_eq!(workers.len(), 2, "{courier}");
+    (launcher, workers)
+}
+
 #[test]
 fn a_stopped_worker_is_killed_when_the_notice_expires() {
     for courier in ["socket", "grpc"] {
-        let flags = ["--launch", "local_mp", "--courier", courier];
-        let sets = ["stubborn.replicas=2"];
-        let mut launcher = Launcher::start("tests/programs/stubborn.toml", "1", &flags, &sets);
-        launcher.expect_lines(2, &["spinning"]);
-        let workers = launcher.workers();
-        assert_eq!(workers.len(), 2);
+        let (mut launcher, workers) = two_spinning_workers(courier, "1");
         launcher.stop_process(workers[0]);
         launcher.signal("INT");
         let (code, stderr) = launcher.finish();
@@ -178,11 +185,7 @@ fn a_stopped_worker_is_killed_when_the_notice_expires() {
 fn a_second_signal_kills_at_once_with_a_stopped_worker() {
     for courier in ["socket", "grpc"] {
         // A notice far longer than the bound: only the second signal can end it.
-        let flags = ["--launch", "local_mp", "--courier", courier];
-        let sets = ["stubborn.replicas=2"];
-        let mut launcher = Launcher::start("tests/programs/stubborn.toml", "600", &flags, &sets);
-        launcher.expect_lines(2, &["spinning"]);
-        let workers = launcher.workers();
+        let (mut launcher, workers) = two_spinning_workers(courier, "600");
         launcher.stop_process(workers[0]);
         launcher.signal("INT");
         launcher.signal("TERM");
@@ -331,11 +334,7 @@ fn the_run_directory_is_its_owners_only_whatever_the_umask() {
 #[test]
 fn a_killed_launcher_leaves_no_secret_behind() {
     for courier in ["socket", "grpc"] {
-        let flags = ["--launch", "local_mp", "--courier", courier];
-        let sets = ["stubborn.replicas=2"];
-        let mut launcher = Launcher::start("tests/programs/stubborn.toml", "1", &flags, &sets);
-        launcher.expect_lines(2, &["spinning"]);
-        let workers = launcher.workers();
+        let (launcher, workers) = two_spinning_workers(courier, "1");
         let spec = spec_of(workers[0]).unwrap();
         assert!(
             !spec.exists(),
