@@ -226,7 +226,7 @@ fn run(args: RunArgs) -> i32 {
             .then(|| Duration::from_secs_f64(args.termination_notice_secs));
         let output = output_for(&args, &plan.program)?;
         if seeded {
-            return run_seeded(&args, &plan, &output, notice);
+            return run_seeded(&args, &plan, &output, notice).map(|outcome| (outcome, None));
         }
         let printed = output.clone();
         let options = LaunchOptions {
@@ -235,21 +235,11 @@ fn run(args: RunArgs) -> i32 {
             transport: args.courier,
             ..LaunchOptions::default()
         };
-        // Ctrl-C is caught from before the launch: one that comes while
+        // Signals are caught from before the launch: one that comes while
         // the nodes start is applied as soon as there is a program to stop.
-        let interrupts: Arc<std::sync::Mutex<(Option<launch::ProgramHandle>, u32)>> =
-            Arc::default();
-        {
-            let interrupts = interrupts.clone();
-            if let Err(e) = ctrlc::set_handler(move || {
-                let mut slot = crate::lock(&interrupts);
-                match &slot.0 {
-                    Some(handle) => handle.interrupt(),
-                    None => slot.1 += 1,
-                }
-            }) {
-                tracing::warn!("Ctrl-C will not stop the program gracefully: {e}");
-            }
+        let caught = crate::signals::Interrupts::catch();
+        if let Err(e) = &caught {
+            tracing::warn!("Ctrl-C will not stop the program gracefully: {e}");
         }
         let running = match args.launch {
             LaunchType::LocalMt | LaunchType::TestMt => launch::local_mt::launch(&plan, options)?,
@@ -257,25 +247,21 @@ fn run(args: RunArgs) -> i32 {
                 launch::local_mp::launch(&plan, options, args.cache_dir.clone())?
             }
         };
-        {
-            let mut slot = crate::lock(&interrupts);
-            let handle = running.handle();
-            for _ in 0..slot.1 {
-                handle.interrupt();
-            }
-            slot.0 = Some(handle);
+        if let Ok(caught) = &caught {
+            caught.attach(running.handle());
         }
         let outcome = running.wait();
         // The nodes' last lines come before what is said about their end.
         printed.flush();
-        anyhow::Ok(outcome)
+        let signal_code = caught.ok().and_then(|c| c.exit_code());
+        anyhow::Ok((outcome, signal_code))
     })();
     match result {
         Err(e) => {
             crate::errln!("error: {e:#}");
             2
         }
-        Ok(outcome) => {
+        Ok((outcome, signal_code)) => {
             for name in &outcome.interrupted {
                 crate::errln!(
                     "warning: node {name} was still running when the termination notice expired; it was interrupted"
@@ -290,7 +276,11 @@ fn run(args: RunArgs) -> i32 {
                     .collect();
                 crate::errln!("error: {}", error.join("\n"));
             }
-            outcome.exit_code()
+            // Interrupted by a signal: the status says which.
+            match signal_code {
+                Some(code) if outcome.failures.is_empty() && !outcome.success() => code,
+                _ => outcome.exit_code(),
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod output;
 pub mod program;
 pub mod sandbox;
 pub mod scaffold;
+pub mod signals;
 pub mod stop;
 pub mod terminal;
 pub mod testing;

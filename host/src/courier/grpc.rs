@@ -228,7 +228,13 @@ impl Courier for CourierService {
 /// Listen on `socket` (inside a tokio runtime).
 pub fn bind(socket: &Path) -> Result<UnixListener> {
     let _ = std::fs::remove_file(socket);
-    UnixListener::bind(socket).with_context(|| format!("cannot listen on {}", socket.display()))
+    let listener = UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    // Its owner's only, whatever the umask (the run directory is, too).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to its owner", socket.display()))?;
+    Ok(listener)
 }
 
 /// Serve calls into `router`'s local nodes until `shutdown` resolves.

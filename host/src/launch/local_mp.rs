@@ -4,7 +4,8 @@
 //! runs the same supervisor as local_mt on the events workers send over the
 //! control stream, forwards stop/shutdown/kill to them, and notices a worker
 //! that dies (exit, trap, panic, kill -9) from its exit status at once.
-//! Workers die with the launcher (PR_SET_PDEATHSIG and the control stream).
+//! Workers die with the launcher (PR_SET_PDEATHSIG and the control stream)
+//! and then remove the run directory.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -21,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::local_mt::{RunningProgram, timer_runtime};
 use super::node::{Control, NodeEvent};
+use super::run_dir;
 use super::supervisor;
 use super::worker::WorkerSpec;
 use super::{LaunchOptions, Plan, lock};
@@ -49,10 +51,7 @@ pub fn launch(
     cache_dir: Option<PathBuf>,
 ) -> Result<RunningProgram> {
     let program = &plan.program;
-    let dir = tempfile::Builder::new()
-        .prefix("lp-")
-        .tempdir()
-        .context("cannot create the run directory")?;
+    let dir = run_dir::create()?;
 
     // Group nodes into workers: one per colocation name, else one per node.
     let mut workers: Vec<Vec<u32>> = Vec::new();
@@ -176,6 +175,7 @@ pub fn launch(
                 transport: options.transport,
                 spin: options.spin,
                 secret: secret.clone(),
+                launcher: std::process::id(),
             },
             budget,
             state: Mutex::new(ProcState {
@@ -226,6 +226,11 @@ pub fn launch(
         options.termination_notice,
         router,
         move || {
+            for proc in lock(&procs).iter() {
+                proc.kill();
+            }
+        },
+        move || {
             for watcher in watchers {
                 let _ = watcher.join();
             }
@@ -251,6 +256,7 @@ struct ProcState {
     /// Which start this is; events of earlier ones are stale.
     generation: u32,
     restarts_left: u32,
+    /// The running process (0 once it has exited).
     pid: u32,
     /// A node failed and the process is being killed to start again.
     restarting: bool,
@@ -273,17 +279,23 @@ impl Proc {
             generation: state.generation,
             ..self.spec.clone()
         };
-        std::fs::write(&self.spec_file, serde_json::to_vec(&spec)?)?;
+        run_dir::write_private(&self.spec_file, &serde_json::to_vec(&spec)?)?;
         let mut command = Command::new(&self.exe);
         command.arg("worker").arg("--spec").arg(&self.spec_file);
         // SAFETY: prctl and signal are async-signal-safe and only change
-        // the child: it dies with the launcher, and leaves Ctrl-C (sent to
-        // the whole terminal process group) to the launcher, which stops the
-        // program in order.
+        // the child: it hears of the launcher's death (and cleans up, then
+        // exits), and leaves Ctrl-C, SIGTERM, SIGHUP and SIGQUIT (which a
+        // terminal sends the whole process group) to the launcher, which
+        // stops the program in order.
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                libc::prctl(libc::PR_SET_PDEATHSIG, run_dir::LAUNCHER_GONE);
+                for signal in crate::signals::STOPPING
+                    .into_iter()
+                    .chain([run_dir::LAUNCHER_GONE])
+                {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
                 Ok(())
             });
         }
@@ -316,21 +328,32 @@ impl Proc {
         if kind == Ok(worker_event::Kind::Failed) && state.restarts_left > 0 {
             state.restarting = true;
             state.failure = Some(event.error.lines().next().unwrap_or_default().to_string());
-            // SAFETY: kill(2) on the pid of our own child.
-            unsafe {
-                libc::kill(state.pid as i32, libc::SIGKILL);
-            }
+            state.kill();
             return false;
         }
         true
+    }
+
+    /// Kill the process with SIGKILL, if it has not been reaped.
+    fn kill(&self) {
+        let state = self.state();
+        if state.pid != 0 {
+            tracing::debug!("killing worker {} (pid {})", self.spec.worker, state.pid);
+        }
+        state.kill();
     }
 
     /// Wait for the process; restart it while the budget lasts, else report
     /// its nodes' end to the supervisor.
     fn watch(&self, mut child: std::process::Child, reporter: &Reporter, control: &Control) {
         loop {
-            let status = child.wait();
             let pid = child.id();
+            // Wait for the exit without reaping the process, and forget its
+            // pid before reaping it: a kill under the state's lock can never
+            // reach another process that was given the pid again.
+            wait_for_exit(pid);
+            self.state().pid = 0;
+            let status = child.wait();
             // Let what the worker said before it ended arrive first.
             let deadline = std::time::Instant::now() + Duration::from_secs(1);
             while self.state().streaming && std::time::Instant::now() < deadline {
@@ -377,6 +400,37 @@ impl Proc {
                 }
                 reporter.send(NodeEvent::Exited(id));
             }
+            return;
+        }
+    }
+}
+
+impl ProcState {
+    /// SIGKILL the process, unless it has exited (its pid may be reused).
+    fn kill(&self) {
+        if self.pid != 0 {
+            // SAFETY: kill(2) on our own child, not yet reaped (see `watch`).
+            unsafe {
+                libc::kill(self.pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Block until process `pid` (our child) has exited, leaving it to be reaped.
+fn wait_for_exit(pid: u32) {
+    loop {
+        // SAFETY: waitid(2) with a zeroed siginfo_t to fill.
+        let done = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return;
         }
     }

@@ -101,6 +101,8 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         stop,
         options.termination_notice,
         router,
+        // Nodes are tasks here: an interrupted one ends at its next poll.
+        || {},
         move || {
             pool.close();
             drop(timers);

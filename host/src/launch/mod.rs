@@ -11,6 +11,7 @@ pub mod node;
 mod plan;
 mod pool;
 mod report;
+mod run_dir;
 pub mod seeded;
 mod supervisor;
 mod typed;

@@ -570,63 +570,76 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
     // Replies owed to callers, kept outside the store's event loop so that
     // a trap that ends the loop can still answer every call in flight.
     let inflight: Mutex<Slab<oneshot::Sender<Reply>>> = Mutex::new(Slab::new());
-    let served = store
-        .run_concurrent(async |accessor| {
-            let mut run_call = run.map(|f| Box::pin(f.call_concurrent(accessor, &[], &mut [])));
-            let mut calls = FuturesUnordered::new();
-            let mut shutdown = std::pin::pin!(control.shutdown.wait());
-            let mut killed = std::pin::pin!(control.kill.wait());
-            futures::future::poll_fn(|cx| {
-                if let Some(call) = &mut run_call
-                    && let Poll::Ready(result) = call.as_mut().poll(cx)
-                {
-                    run_call = None;
-                    if let Err(e) = result {
-                        return Poll::Ready(Err(anyhow::Error::from(e).context("run trapped")));
-                    }
-                    let _ = events.send(NodeEvent::RunFinished(id));
-                }
-                while let Poll::Ready(Some(request)) = mailbox.poll_recv(cx) {
-                    let Request { func, args, reply } = request;
-                    if reply.is_closed() {
-                        // The caller stopped waiting (dropped or cancelled
-                        // the call) before it started: never run it.
-                        continue;
-                    }
-                    match served.get(func.0 as usize).and_then(Option::as_ref) {
-                        Some(export) => {
-                            let slot = lock(&inflight).insert(reply);
-                            calls.push(serve_call(accessor, export, args, &inflight, slot));
+    let serving = async {
+        store
+            .run_concurrent(async |accessor| {
+                let mut run_call = run.map(|f| Box::pin(f.call_concurrent(accessor, &[], &mut [])));
+                let mut calls = FuturesUnordered::new();
+                let mut shutdown = std::pin::pin!(control.shutdown.wait());
+                let mut killed = std::pin::pin!(control.kill.wait());
+                futures::future::poll_fn(|cx| {
+                    if let Some(call) = &mut run_call
+                        && let Poll::Ready(result) = call.as_mut().poll(cx)
+                    {
+                        run_call = None;
+                        if let Err(e) = result {
+                            return Poll::Ready(Err(anyhow::Error::from(e).context("run trapped")));
                         }
-                        None => {
-                            let (service, function) = node.router.func_name(func);
-                            let _ = reply.send(Err(CallError::Unreachable(format!(
-                                "node {} does not export {service}.{function}",
-                                node.name
-                            ))));
+                        let _ = events.send(NodeEvent::RunFinished(id));
+                    }
+                    while let Poll::Ready(Some(request)) = mailbox.poll_recv(cx) {
+                        let Request { func, args, reply } = request;
+                        if reply.is_closed() {
+                            // The caller stopped waiting (dropped or cancelled
+                            // the call) before it started: never run it.
+                            continue;
+                        }
+                        match served.get(func.0 as usize).and_then(Option::as_ref) {
+                            Some(export) => {
+                                let slot = lock(&inflight).insert(reply);
+                                calls.push(serve_call(accessor, export, args, &inflight, slot));
+                            }
+                            None => {
+                                let (service, function) = node.router.func_name(func);
+                                let _ = reply.send(Err(CallError::Unreachable(format!(
+                                    "node {} does not export {service}.{function}",
+                                    node.name
+                                ))));
+                            }
                         }
                     }
-                }
-                while let Poll::Ready(Some(result)) = calls.poll_next_unpin(cx) {
-                    if let Err(e) = result {
-                        return Poll::Ready(Err(e));
+                    while let Poll::Ready(Some(result)) = calls.poll_next_unpin(cx) {
+                        if let Err(e) = result {
+                            return Poll::Ready(Err(e));
+                        }
                     }
-                }
-                if killed.as_mut().poll(cx).is_ready() && run_call.is_some() {
-                    return Poll::Ready(Err(anyhow!(
-                        "interrupted: still running when the termination notice expired"
-                    )));
-                }
-                if shutdown.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Pending
+                    if killed.as_mut().poll(cx).is_ready() && run_call.is_some() {
+                        return Poll::Ready(Err(anyhow!(
+                            "interrupted: still running when the termination notice expired"
+                        )));
+                    }
+                    if shutdown.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Pending
+                })
+                .await
             })
             .await
-        })
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r)
+    };
+    // A node blocked in a host call (a WASI sleep, a read) runs no wasm
+    // for the epoch to interrupt: it is dropped where it waits.
+    let served =
+        match futures::future::select(std::pin::pin!(serving), std::pin::pin!(control.kill.wait()))
+            .await
+        {
+            futures::future::Either::Left((served, _)) => served,
+            futures::future::Either::Right(((), _)) => Err(anyhow!(
+                "interrupted: still running when the termination notice expired"
+            )),
+        };
     if let Err(e) = &served {
         let message = format!("node {} failed: {}", node.name, node.trap_message(e));
         for (_, reply) in inflight.into_inner().unwrap_or_else(|p| p.into_inner()) {

@@ -20,8 +20,15 @@ use crate::stop::StopSignal;
 /// How often wasm is checked for interruption (epoch tick).
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// How long interrupted nodes get to exit before what hosts them is killed
+/// (local_mp: their worker processes, with SIGKILL).
+pub(super) const KILL_GRACE: Duration = Duration::from_secs(1);
+
 /// Watch `plan`'s nodes through `events` on a thread of its own; once the
 /// program has ended, `teardown` releases what the launch type started.
+/// Nodes still there [`KILL_GRACE`] after they were interrupted (or at
+/// once, at a second Ctrl-C) are ended by `force`, if the launch type can.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn start(
     plan: &Plan,
     events: mpsc::Receiver<NodeEvent>,
@@ -29,6 +36,7 @@ pub(super) fn start(
     stop: Arc<StopSignal>,
     notice: Option<Duration>,
     router: Arc<Router>,
+    force: impl Fn() + Send + 'static,
     teardown: impl FnOnce() + Send + 'static,
 ) -> Result<RunningProgram> {
     let handle = ProgramHandle::new(stop);
@@ -40,6 +48,7 @@ pub(super) fn start(
         handle: handle.clone(),
         notice,
         engine: plan.sandbox.engine().clone(),
+        force: Box::new(force),
     };
     let thread = std::thread::Builder::new()
         .name("lp-supervisor".into())
@@ -61,6 +70,7 @@ struct Supervisor {
     handle: ProgramHandle,
     notice: Option<Duration>,
     engine: wasmtime::Engine,
+    force: Box<dyn Fn() + Send>,
 }
 
 impl Supervisor {
@@ -131,27 +141,38 @@ impl Supervisor {
         self.control.shutdown.stop();
         self.handle.stop();
         // Wait for every node to exit, ticking the epoch so that wasm stuck
-        // in a loop is interrupted; note failures reported meanwhile.
+        // in a loop is interrupted; note failures reported meanwhile. The
+        // wait is bounded: past the notice (or at a second Ctrl-C) nodes
+        // are interrupted, and what still hosts them is then killed.
+        let stop_began = stop_began.unwrap_or_else(Instant::now);
+        let mut killed_at = self.control.kill.is_stopping().then(Instant::now);
+        let mut forced = false;
         while exited < self.names.len() {
-            let event = match self.events.recv_timeout(Duration::from_millis(1)) {
-                Ok(event) => event,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.engine.increment_epoch();
-                    continue;
+            match self.events.recv_timeout(Duration::from_millis(1)) {
+                Ok(NodeEvent::Exited(_)) => exited += 1,
+                Ok(NodeEvent::Failed(id, error)) => {
+                    let name = &self.names[id as usize];
+                    if !self.control.kill.is_stopping() && !interrupted.contains(name) {
+                        failures.push(NodeFailure {
+                            node: name.clone(),
+                            error,
+                        });
+                    }
                 }
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => self.engine.increment_epoch(),
                 Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if let NodeEvent::Exited(_) = event {
-                exited += 1;
             }
-            if let NodeEvent::Failed(id, error) = event {
-                let name = &self.names[id as usize];
-                if !self.control.kill.is_stopping() && !interrupted.contains(name) {
-                    failures.push(NodeFailure {
-                        node: name.clone(),
-                        error,
-                    });
-                }
+            let must_kill = self.handle.must_kill();
+            if killed_at.is_none()
+                && (must_kill || self.notice.is_some_and(|n| stop_began.elapsed() >= n))
+            {
+                self.control.kill.stop();
+                killed_at = Some(Instant::now());
+            }
+            if !forced && killed_at.is_some_and(|at| must_kill || at.elapsed() >= KILL_GRACE) {
+                forced = true;
+                (self.force)();
             }
         }
         Outcome {

@@ -16,6 +16,7 @@ use tokio_stream::StreamExt;
 use super::local_mt::{Wiring, start_nodes, timer_runtime};
 use super::node::{Control, NodeEvent};
 use super::plan;
+use super::run_dir;
 use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
@@ -58,6 +59,8 @@ pub struct WorkerSpec {
     pub spin: Duration,
     /// What every connection between processes of this launch presents.
     pub secret: Secret,
+    /// The launcher's pid (a worker that outlives it cleans up after it).
+    pub launcher: u32,
 }
 
 /// Run a worker; returns the process exit code.
@@ -73,7 +76,10 @@ pub fn main(spec_file: &std::path::Path) -> i32 {
 
 fn run(spec_file: &std::path::Path) -> Result<()> {
     let spec: WorkerSpec =
-        serde_json::from_slice(&std::fs::read(spec_file)?).context("bad worker spec")?;
+        serde_json::from_slice(&run_dir::take_spec(spec_file)?).context("bad worker spec")?;
+    if let Some(dir) = spec.control.parent() {
+        run_dir::clean_up_after(spec.launcher, dir)?;
+    }
     let overrides: Vec<Override> = spec
         .overrides
         .iter()
@@ -170,6 +176,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let finishing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let commands_done = {
         let (stop, control, finishing) = (stop.clone(), control.clone(), finishing.clone());
+        let run_dir = spec.control.clone();
         runtime.spawn(async move {
             while let Some(command) = commands.next().await {
                 let Ok(command) = command else { break };
@@ -190,7 +197,10 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
             if !finishing.load(std::sync::atomic::Ordering::SeqCst)
                 && !control.shutdown.is_stopping()
             {
-                std::process::exit(3);
+                match run_dir.parent() {
+                    Some(dir) => run_dir::remove_and_exit(dir),
+                    None => std::process::exit(3),
+                }
             }
         })
     };

@@ -1,6 +1,7 @@
 //! A service for failure tests. With `trap_in_run = true` its `run` traps
 //! at once; with `spin_in_run = true` it loops for ever, ignoring stop;
-//! otherwise `run` prints a line and waits for stop.
+//! with `sleep_in_run_ms = N` it sleeps N ms in one host call (a WASI
+//! sleep), ignoring stop; otherwise `run` prints a line and waits for stop.
 
 lp_guest::generate!({
     world: "lp:test/faulty-node",
@@ -20,6 +21,9 @@ struct Args {
     /// Busy-loop in `run`, ignoring stop (only an interrupt ends it).
     #[serde(default)]
     spin_in_run: bool,
+    /// Sleep this long in `run` (blocked in a host call, ignoring stop).
+    #[serde(default)]
+    sleep_in_run_ms: Option<u64>,
 }
 
 struct Faulty;
@@ -37,6 +41,12 @@ impl exports::lp::node::lifecycle::Guest for Faulty {
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
             }
+        }
+        if let Some(ms) = args.sleep_in_run_ms {
+            println!("sleeping");
+            std::thread::sleep(Duration::from_millis(ms));
+            println!("slept");
+            return;
         }
         println!("faulty serving");
         lp_guest::wait_for_stop(None).await;
