@@ -20,7 +20,7 @@ use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::limits::NodeLimiter;
+use super::limits::{self, NodeLimiter};
 use super::lock;
 use super::seeded::{self, Chaos};
 use super::typed::{Bound, Shape, shape_for};
@@ -434,23 +434,15 @@ pub async fn run_node(launch: NodeLaunch) {
     let events = launch.events.clone();
     let stack_kib = launch.node.limits.stack_kib;
     if let Err(e) = serve_node(launch).await {
-        let mut error = describe_failure(&e);
-        if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
-            && *trap == wasmtime::Trap::StackOverflow
-        {
-            error.push_str(&match stack_kib {
-                Some(kib) => format!("\n  (the stack limit: limits.stack_kib = {kib})"),
-                None => "\n  (the default stack limit of 512 KiB; raise it with stack_kib under [program.limits])".into(),
-            });
-        }
-        let _ = events.send(NodeEvent::Failed(id, error));
+        let _ = events.send(NodeEvent::Failed(id, describe_failure(&e, stack_kib)));
     }
     let _ = events.send(NodeEvent::Exited(id));
 }
 
-/// The cause first, then what led to it (the wasm backtrace among it).
-fn describe_failure(e: &anyhow::Error) -> String {
-    let mut text = e.root_cause().to_string();
+/// The cause first (with the limit it hit, if any), then what led to it
+/// (the wasm backtrace among it).
+fn describe_failure(e: &anyhow::Error, stack_kib: Option<u64>) -> String {
+    let mut text = limits::cause(e, stack_kib);
     for layer in e.chain().take_while(|l| !std::ptr::eq(*l, e.root_cause())) {
         for line in layer.to_string().lines() {
             text.push_str("\n  ");
@@ -473,6 +465,7 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
     let engine = component.pre.engine().clone();
     let mut store = Store::new(&engine, NodeState::new(node.clone())?);
     store.limiter(|state| &mut state.limiter);
+    limits::set_engine_limits(&mut store);
     let kill = control.clone();
     let tick = node.epoch_tick;
     store.epoch_deadline_callback(move |mut store| {
@@ -552,7 +545,13 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
                     match served.get(func.0 as usize).and_then(Option::as_ref) {
                         Some(export) => {
                             let slot = lock(&inflight).insert(reply);
-                            calls.push(serve_call(accessor, export, args, &inflight, slot));
+                            calls.push(serve_call(
+                                accessor,
+                                export,
+                                args,
+                                (&inflight, slot),
+                                node.limits.stack_kib,
+                            ));
                         }
                         None => {
                             let (service, function) = node.router.func_name(func);
@@ -584,7 +583,11 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
         .map_err(anyhow::Error::from)
         .and_then(|r| r);
     if let Err(e) = &served {
-        let message = format!("node {} failed: {}", node.name, e.root_cause());
+        let message = format!(
+            "node {} failed: {}",
+            node.name,
+            limits::cause(e, node.limits.stack_kib)
+        );
         for (_, reply) in inflight.into_inner().unwrap_or_else(|p| p.into_inner()) {
             let _ = reply.send(Err(CallError::RemoteTrap(message.clone())));
         }
@@ -597,8 +600,8 @@ async fn serve_call(
     accessor: &Accessor<NodeState>,
     export: &Served,
     args: Payload,
-    inflight: &Mutex<Slab<oneshot::Sender<Reply>>>,
-    slot: usize,
+    (inflight, slot): (&Mutex<Slab<oneshot::Sender<Reply>>>, usize),
+    stack_kib: Option<u64>,
 ) -> Result<()> {
     let outcome = match args {
         Payload::Vals(params) => {
@@ -628,7 +631,7 @@ async fn serve_call(
             Ok(())
         }
         Err(e) => {
-            let _ = reply.send(Err(CallError::RemoteTrap(e.root_cause().to_string())));
+            let _ = reply.send(Err(CallError::RemoteTrap(limits::cause(&e, stack_kib))));
             Err(e.context("trapped while serving a call"))
         }
     }
