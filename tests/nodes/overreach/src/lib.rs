@@ -1,5 +1,6 @@
 //! Goes past one of wasmtime's own limits, as its `mode` arg says, and logs
-//! what came back as `outcome: ...`: `remote-stack` has its target recurse
+//! what came back as `outcome: ...` (a call's result as Rust debug text,
+//! on one line): `remote-stack` has its target recurse
 //! too deeply, `fan-out` awaits `count` calls to its target at once, `big`
 //! sends its target `count` bytes in one call. With no mode (or `serve`) it
 //! serves `deep` until stop.
@@ -8,8 +9,6 @@ lp_guest::generate!({
     world: "lp:overreach/overreach-node",
     path: ["../../../wit", "wit"],
 });
-
-use lp_guest::CallError;
 
 lp_guest::client! {
     pub struct Deep => lp::overreach::deep_client {
@@ -27,16 +26,6 @@ struct Args {
     mode: String,
     #[serde(default)]
     count: u64,
-}
-
-fn describe<T: std::fmt::Debug>(r: Result<T, CallError>) -> String {
-    match r {
-        Ok(v) => format!("ok {v:?}"),
-        Err(CallError::Unreachable(why)) => format!("unreachable {why}"),
-        Err(CallError::Timeout) => "timeout".into(),
-        Err(CallError::RemoteTrap(msg)) => format!("remote-trap {msg}"),
-        Err(CallError::Stopping) => "stopping".into(),
-    }
 }
 
 /// Deep recursion on the wasm (engine) stack: no locals in linear memory.
@@ -59,7 +48,7 @@ impl exports::lp::node::lifecycle::Guest for Overreach {
             return;
         };
         let outcome = match args.mode.as_str() {
-            "remote-stack" => describe(target.recurse(10_000_000).await),
+            "remote-stack" => format!("{:?}", target.recurse(10_000_000).await),
             "fan-out" => {
                 let replies = lp_guest::join_all((0..args.count).map(|i| target.ping(i))).await;
                 let right = replies
@@ -69,7 +58,7 @@ impl exports::lp::node::lifecycle::Guest for Overreach {
                     .count();
                 format!("{right} of {} replies right", args.count)
             }
-            "big" => describe(target.take(vec![1; args.count as usize]).await),
+            "big" => format!("{:?}", target.take(vec![1; args.count as usize]).await),
             other => format!("unknown mode {other}"),
         };
         lp_guest::info!("outcome: {outcome}");
