@@ -327,17 +327,21 @@ async fn only_a_connection_with_a_bad_secret_is_warned_about() {
         drop(std::os::unix::net::UnixStream::connect(&path).unwrap());
     }
     // An honest hello, then nothing.
-    assert_eq!(exchange(path.clone(), frame(4, 0, secret.bytes())).await, b"");
-    assert_eq!(log.refusals(), 0, "no bad secret was presented");
-
-    // A wrong secret, and bytes that are no hello: each warned about once.
-    let wrong = Secret::generate().unwrap();
-    assert_eq!(exchange(path.clone(), frame(4, 0, wrong.bytes())).await, b"");
-    assert_eq!(log.refusals(), 1);
     assert_eq!(
-        exchange(path.clone(), b"GET / HTTP/1.1\r\n\r\n".to_vec()).await,
+        exchange(path.clone(), frame(4, 0, secret.bytes())).await,
         b""
     );
+    assert_eq!(log.refusals(), 0, "no bad secret was presented");
+
+    // A wrong secret, and a call before any hello: each warned about once
+    // (before the connection is closed, so before `exchange` returns).
+    let wrong = Secret::generate().unwrap();
+    assert_eq!(
+        exchange(path.clone(), frame(4, 0, wrong.bytes())).await,
+        b""
+    );
+    assert_eq!(log.refusals(), 1);
+    assert_eq!(exchange(path.clone(), frame(0, 1, &[0; 9])).await, b"");
     assert_eq!(log.refusals(), 2);
 }
 
@@ -345,7 +349,9 @@ async fn only_a_connection_with_a_bad_secret_is_warned_about() {
 /// not ended within a minute; its exit code and stderr.
 fn lp_host(args: &[&str]) -> (Option<i32>, String) {
     use std::io::Read;
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lp-host"))
         .args(args)
         .current_dir(repo)
@@ -380,7 +386,9 @@ fn lp_host(args: &[&str]) -> (Option<i32>, String) {
 fn a_failing_local_mp_run_warns_of_no_bad_secret() {
     // A caller that fails (over the handle limit) with calls on their way
     // to a node in another worker: connections end as the program does.
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("program.toml");
     std::fs::write(
@@ -395,9 +403,8 @@ fn a_failing_local_mp_run_warns_of_no_bad_secret() {
     for courier in ["socket", "grpc"] {
         // Several runs: how connections end at shutdown is a matter of timing.
         for _ in 0..3 {
-            let (code, stderr) = lp_host(&[
-                "run", program, "--launch", "local_mp", "--courier", courier,
-            ]);
+            let (code, stderr) =
+                lp_host(&["run", program, "--launch", "local_mp", "--courier", courier]);
             assert_eq!(code, Some(1), "{courier}: {stderr}");
             assert!(stderr.contains("node caller failed"), "{courier}: {stderr}");
             assert!(
