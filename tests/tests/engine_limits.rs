@@ -89,7 +89,10 @@ fn a_stack_overflow_names_stack_kib_to_the_node_and_its_caller() {
                     "{launch:?}: says what to do: {text}"
                 );
             }
-            assert!(line.starts_with("Err(CallError::RemoteTrap("), "{launch:?}: {line}");
+            assert!(
+                line.starts_with("Err(CallError::RemoteTrap("),
+                "{launch:?}: {line}"
+            );
         }
     }
 }
