@@ -1,7 +1,8 @@
 //! `lp-host bench`: the consumer_producers shape measured from inside the
 //! consumer node, as the reference benchmarks measure Launchpad and Ray:
 //! startup to first reply from all N, sequential sync calls (8 B, 1 KiB,
-//! 1 MiB), futures fan-out to 10, and peak RSS. Each configuration runs in
+//! 1 MiB), futures fan-out to 10, one node awaiting 10k-60k futures at
+//! once, and peak RSS. Each configuration runs in
 //! a fresh child process (clean RSS); medians over `--repeats` runs.
 
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ const CONFIGS: &[&str] = &[
     "sync:1024",
     "sync:1048576",
     "fanout:10",
+    "await:10000",
+    "await:30000",
+    "await:60000",
 ];
 
 /// Under local_mp: a process per node, so N stays where processes are cheap.
@@ -70,6 +74,9 @@ const CONFIGS_MP: &[&str] = &[
     "sync:1024",
     "sync:1048576",
     "fanout:10",
+    "await:10000",
+    "await:30000",
+    "await:60000",
 ];
 
 pub fn main(args: BenchArgs) -> i32 {
@@ -231,6 +238,14 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
             format!("producer.replicas={size}"),
             format!("consumer.args.calls={}", 2_000 / scale),
             format!("consumer.args.warmup={}", 50 / scale),
+        ]),
+        // One round of `size` calls to one producer at once, the first
+        // after startup (so it includes connecting to the producer).
+        "await" => set.extend([
+            "producer.replicas=1".to_string(),
+            format!("consumer.args.width={size}"),
+            "consumer.args.calls=1".to_string(),
+            "consumer.args.warmup=0".to_string(),
         ]),
         other => bail!("unknown bench mode {other}"),
     }

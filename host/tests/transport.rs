@@ -283,3 +283,134 @@ async fn only_members_of_the_launch_are_served() {
         }
     }
 }
+
+/// Collects what the code under test logs (this thread's tracing events).
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn refusals(&self) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches("refused a courier connection that did not present the launch's secret")
+            .count()
+    }
+}
+
+// One thread: the server's tasks log where the subscriber is set.
+#[tokio::test(flavor = "current_thread")]
+async fn only_a_connection_with_a_bad_secret_is_warned_about() {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let secret = Secret::generate().unwrap();
+    let Pair { _dir, .. } = pair_with(Transport::Socket, secret.clone(), secret.clone()).await;
+    let path = _dir.path().join("w0.sock");
+
+    // A member that connects and goes away before it says anything (a
+    // process ending under its connection) is no intruder.
+    for _ in 0..3 {
+        drop(std::os::unix::net::UnixStream::connect(&path).unwrap());
+    }
+    // An honest hello, then nothing.
+    assert_eq!(
+        exchange(path.clone(), frame(4, 0, secret.bytes())).await,
+        b""
+    );
+    assert_eq!(log.refusals(), 0, "no bad secret was presented");
+
+    // A wrong secret, and a call before any hello: each warned about once
+    // (before the connection is closed, so before `exchange` returns).
+    let wrong = Secret::generate().unwrap();
+    assert_eq!(
+        exchange(path.clone(), frame(4, 0, wrong.bytes())).await,
+        b""
+    );
+    assert_eq!(log.refusals(), 1);
+    assert_eq!(exchange(path.clone(), frame(0, 1, &[0; 9])).await, b"");
+    assert_eq!(log.refusals(), 2);
+}
+
+/// Run `lp-host` with `args` from the repository root, killed if it has
+/// not ended within a minute; its exit code and stderr.
+fn lp_host(args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lp-host"))
+        .args(args)
+        .current_dir(repo)
+        .env("LP_CACHE_DIR", repo.join("target/lp-test-cache"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lp-host starts");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lp-host {args:?} did not end within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), reader.join().unwrap())
+}
+
+#[test]
+fn a_failing_local_mp_run_warns_of_no_bad_secret() {
+    // A caller that fails (over the handle limit) with calls on their way
+    // to a node in another worker: connections end as the program does.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("program.toml");
+    std::fs::write(
+        &program,
+        format!(
+            "[program]\nname = \"failing\"\n\n[[node]]\nname = \"callee\"\ncomponent = {overreach:?}\n\n[[node]]\nname = \"caller\"\ncomponent = {overreach:?}\nargs = {{ target = {{ handle = \"callee\" }}, mode = \"fan-out\", count = 120000 }}\n",
+            overreach = repo.join("tests/nodes/overreach"),
+        ),
+    )
+    .unwrap();
+    let program = program.to_str().unwrap();
+    for courier in ["socket", "grpc"] {
+        // Several runs: how connections end at shutdown is a matter of timing.
+        for _ in 0..3 {
+            let (code, stderr) =
+                lp_host(&["run", program, "--launch", "local_mp", "--courier", courier]);
+            assert_eq!(code, Some(1), "{courier}: {stderr}");
+            assert!(stderr.contains("node caller failed"), "{courier}: {stderr}");
+            assert!(
+                !stderr.contains("did not present the launch's secret"),
+                "{courier}: a spurious warning: {stderr}"
+            );
+        }
+    }
+}

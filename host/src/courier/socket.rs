@@ -512,6 +512,11 @@ async fn serve_connection(
         Ok(Some(Frame {
             kind: HELLO, body, ..
         })) if secret.matches(&body) => {}
+        // Closed before sending anything: a member whose process ended (or
+        // whose connection was dropped) before its HELLO went out. (A HELLO
+        // is one small write, so a member never leaves half of one.)
+        Ok(None) => return,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
         _ => {
             tracing::warn!("refused a courier connection that did not present the launch's secret");
             let _ = socket.get_ref().shutdown(std::net::Shutdown::Both);

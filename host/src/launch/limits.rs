@@ -3,12 +3,82 @@
 //! counting the epoch ticks that find the node's wasm running. Hitting a
 //! limit fails that node (its store traps) with a message naming the limit
 //! and its configured value; the host and the other nodes carry on.
+//!
+//! Also the limits that are wasmtime's own (the wasm stack, live handles,
+//! bytes per host call): set on every store here, and explained in lp's
+//! terms when a node hits one, since wasmtime's own message does not say
+//! what was hit or what to do.
 
 use std::time::Duration;
 
 use crate::program::Limits;
 
 const MIB: usize = 1 << 20;
+
+/// The most component-model handles a node's store may hold live at once
+/// (wasmtime 48's default, set explicitly): every call in flight from or
+/// into the node holds at least one (its subtask, or its task's thread).
+pub const MAX_HANDLES: usize = 100_000;
+
+/// The most bytes one call from a node's wasm into the host may carry, its
+/// arguments, or a served call's results (wasmtime 48's "hostcall fuel",
+/// default 128 MiB, set explicitly).
+pub const MAX_HOSTCALL_BYTES: usize = 128 << 20;
+
+/// The default wasm stack limit (wasmtime's), in KiB.
+const DEFAULT_STACK_KIB: u64 = 512;
+
+/// Give `store` the limits that are wasmtime's own, at the values
+/// [`explain`] names.
+pub fn set_engine_limits<T>(store: &mut wasmtime::Store<T>) {
+    store.set_max_component_handles(MAX_HANDLES);
+    store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+}
+
+/// The cause of a node's failure (the innermost error) in one or more
+/// lines: wasmtime's message, and for a limit that is wasmtime's own, which
+/// limit was hit and what to do.
+pub fn cause(error: &anyhow::Error, stack_kib: Option<u64>) -> String {
+    let root = error.root_cause().to_string();
+    match explain(error, &root, stack_kib) {
+        Some(explained) => format!("{root}\n  {explained}"),
+        None => root,
+    }
+}
+
+/// Which of wasmtime's own limits `error` (whose innermost message is
+/// `root`) hit, and what to do; `None` if it hit none of them.
+fn explain(error: &anyhow::Error, root: &str, stack_kib: Option<u64>) -> Option<String> {
+    let stack_overflow = error.chain().any(|layer| {
+        layer
+            .downcast_ref::<wasmtime::Trap>()
+            .is_some_and(|trap| *trap == wasmtime::Trap::StackOverflow)
+    }) || root.contains("call stack exhausted");
+    if stack_overflow {
+        return Some(match stack_kib {
+            Some(kib) => format!(
+                "the wasm stack grew past limits.stack_kib = {kib}\n  help: recurse less deeply, or raise stack_kib under [program] limits"
+            ),
+            None => format!(
+                "the wasm stack grew past the default limit of {DEFAULT_STACK_KIB} KiB (limits.stack_kib)\n  help: recurse less deeply, or set a larger stack_kib under [program] limits"
+            ),
+        });
+    }
+    // wasmtime's messages for these two carry no type to match on.
+    if root.contains("store handle limit exceeded") {
+        return Some(format!(
+            "the node held {MAX_HANDLES} handles at once, the most a node may hold (each call in flight from or into it holds at least one)\n  help: keep fewer calls in flight at once, e.g. await them in batches of at most 10,000"
+        ));
+    }
+    if root.contains("fuel allocated for hostcalls has been exhausted") {
+        return Some(format!(
+            "one call carried more than {} MiB from the node's wasm to the host, the most one call may carry (its arguments, or the results of a call it served)\n  help: send the data in parts of at most {} MiB",
+            MAX_HOSTCALL_BYTES / MIB,
+            MAX_HOSTCALL_BYTES / MIB
+        ));
+    }
+    None
+}
 
 /// The limits of one node's store, and the CPU it has used.
 pub struct NodeLimiter {

@@ -21,7 +21,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::last_words::LastWords;
-use super::limits::NodeLimiter;
+use super::limits::{self, NodeLimiter};
 use super::lock;
 use super::seeded::{self, Chaos};
 use super::typed::{Bound, Shape, shape_for};
@@ -175,11 +175,11 @@ pub struct NodeContext {
 
 impl NodeContext {
     /// What a trap of this node says: its panic message, if it printed one,
-    /// else the trap itself.
+    /// else the trap itself (and which of wasmtime's limits it hit).
     fn trap_message(&self, e: &anyhow::Error) -> String {
         self.last_words
             .panic_message()
-            .unwrap_or_else(|| e.root_cause().to_string())
+            .unwrap_or_else(|| limits::cause(e, self.limits.stack_kib))
     }
 
     /// A courier call from this node: `handle` must be one it was given;
@@ -475,26 +475,19 @@ pub async fn run_node(launch: NodeLaunch) {
     let stack_kib = launch.node.limits.stack_kib;
     let node = launch.node.clone();
     if let Err(e) = serve_node(launch).await {
-        let mut error = describe_failure(&e);
+        let mut error = describe_failure(&e, stack_kib);
         if let Some(panic) = node.last_words.panic_message() {
             error = format!("{panic}\n  {}", error.replace('\n', "\n  "));
-        }
-        if let Some(trap) = e.downcast_ref::<wasmtime::Trap>()
-            && *trap == wasmtime::Trap::StackOverflow
-        {
-            error.push_str(&match stack_kib {
-                Some(kib) => format!("\n  (the stack limit: limits.stack_kib = {kib})"),
-                None => "\n  (the default stack limit of 512 KiB; raise it with stack_kib under [program.limits])".into(),
-            });
         }
         let _ = events.send(NodeEvent::Failed(id, error));
     }
     let _ = events.send(NodeEvent::Exited(id));
 }
 
-/// The cause first, then what led to it (the wasm backtrace among it).
-fn describe_failure(e: &anyhow::Error) -> String {
-    let mut text = e.root_cause().to_string();
+/// The cause first (with the limit it hit, if any), then what led to it
+/// (the wasm backtrace among it).
+fn describe_failure(e: &anyhow::Error, stack_kib: Option<u64>) -> String {
+    let mut text = limits::cause(e, stack_kib);
     for layer in e.chain().take_while(|l| !std::ptr::eq(*l, e.root_cause())) {
         for line in layer.to_string().lines() {
             text.push_str("\n  ");
@@ -517,6 +510,7 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
     let engine = component.pre.engine().clone();
     let mut store = Store::new(&engine, NodeState::new(node.clone())?);
     store.limiter(|state| &mut state.limiter);
+    limits::set_engine_limits(&mut store);
     let kill = control.clone();
     let tick = node.epoch_tick;
     store.epoch_deadline_callback(move |mut store| {
@@ -597,7 +591,7 @@ async fn serve_node(launch: NodeLaunch) -> Result<()> {
                         match served.get(func.0 as usize).and_then(Option::as_ref) {
                             Some(export) => {
                                 let slot = lock(&inflight).insert(reply);
-                                calls.push(serve_call(accessor, export, args, &inflight, slot));
+                                calls.push(serve_call(accessor, export, args, (&inflight, slot)));
                             }
                             None => {
                                 let (service, function) = node.router.func_name(func);
@@ -654,8 +648,7 @@ async fn serve_call(
     accessor: &Accessor<NodeState>,
     export: &Served,
     args: Payload,
-    inflight: &Mutex<Slab<oneshot::Sender<Reply>>>,
-    slot: usize,
+    (inflight, slot): (&Mutex<Slab<oneshot::Sender<Reply>>>, usize),
 ) -> Result<()> {
     let outcome = match args {
         Payload::Vals(params) => {

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use super::local_mt::{Wiring, start_nodes, timer_runtime};
+use super::local_mt::{Wiring, spawn_node, start_nodes, timer_runtime};
 use super::node::{Control, NodeEvent};
 use super::plan;
 use super::run_dir;
@@ -242,7 +242,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         chaos: None,
         epoch_tick: WORKER_EPOCH_TICK,
     };
-    start_nodes(&plan, mailboxes, wiring, |node| runtime.spawn(node));
+    start_nodes(&plan, mailboxes, wiring, |node| spawn_node(&runtime, node));
     drop(events_tx);
     // The output (holding a sender of `up`) lives on only in the nodes.
     drop(output);

@@ -24,6 +24,9 @@ struct Args {
     payload: usize,
     calls: u64,
     warmup: u64,
+    /// Futures awaited at once in `await` mode.
+    #[serde(default)]
+    width: u64,
 }
 
 struct Consumer;
@@ -45,6 +48,7 @@ impl exports::lp::node::lifecycle::Guest for Consumer {
             "startup" => None,
             "sync" => Some(sync_calls(&args).await),
             "fanout" => Some(fanout(&args).await),
+            "await" => Some(await_many(&args).await),
             other => panic!("unknown bench mode {other}"),
         };
         if let Some(result) = result {
@@ -90,6 +94,28 @@ async fn fanout(args: &Args) -> serde_json::Value {
         }
     }
     stats(latencies, args.producers.len())
+}
+
+/// Rounds of `width` calls to producer 0 at once, waiting for all: one
+/// node awaiting many futures.
+async fn await_many(args: &Args) -> serde_json::Value {
+    let p = args.producers[0];
+    let mut latencies = Vec::with_capacity(args.calls as usize);
+    for round in 0..args.warmup + args.calls {
+        let start = Instant::now();
+        let replies = lp_guest::join_all((0..args.width).map(|i| p.work(i))).await;
+        assert!(
+            replies
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.as_ref().is_ok_and(|v| *v == i as u64)),
+            "a call of the round failed"
+        );
+        if round >= args.warmup {
+            latencies.push(start.elapsed());
+        }
+    }
+    stats(latencies, args.width as usize)
 }
 
 fn stats(mut latencies: Vec<Duration>, calls_per_sample: usize) -> serde_json::Value {
