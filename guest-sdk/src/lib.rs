@@ -89,8 +89,8 @@ pub fn args<T: DeserializeOwned>() -> Result<T, ArgsError> {
     })
 }
 
-/// The args did not fit the node's args type.
-#[derive(Debug)]
+/// The args did not fit the node's args type. Its `Debug` is its message
+/// (so `lp_guest::args().expect(..)` panics with the shortened args too).
 pub struct ArgsError {
     pub node: String,
     pub message: String,
@@ -110,6 +110,12 @@ impl std::fmt::Display for ArgsError {
             "args of node {} do not fit its args type: {} (args were {json})",
             self.node, self.message
         )
+    }
+}
+
+impl std::fmt::Debug for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 

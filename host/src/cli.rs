@@ -157,7 +157,7 @@ fn run_seeded(
     plan: &launch::Plan,
     output: &Output,
     notice: Option<Duration>,
-) -> anyhow::Result<launch::Outcome> {
+) -> anyhow::Result<(launch::Outcome, Option<i32>)> {
     let seed = args.seed.unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -169,7 +169,16 @@ fn run_seeded(
         ..launch::seeded::Seeded::new(seed)
     };
     crate::errln!("test_mt: seed {seed}");
-    let run = launch::seeded::run(plan, &settings, output, notice)?;
+    // Signals stop a seeded run as they stop the others.
+    let caught = crate::signals::Interrupts::catch();
+    if let Err(e) = &caught {
+        tracing::warn!("Ctrl-C will not stop the program gracefully: {e}");
+    }
+    let run = launch::seeded::run_interruptible(plan, &settings, output, notice, |handle| {
+        if let Ok(caught) = &caught {
+            caught.attach(handle);
+        }
+    })?;
     output.flush();
     if let Some(file) = &args.trace {
         std::fs::write(file, &run.trace)
@@ -182,7 +191,8 @@ fn run_seeded(
             launch::seeded::replay_command(&args.program, &plan.program.overrides, &settings)
         );
     }
-    Ok(run.outcome)
+    let signal_code = caught.ok().and_then(|c| c.exit_code());
+    Ok((run.outcome, signal_code))
 }
 
 fn init_tracing(verbose: u8) {
@@ -209,7 +219,7 @@ fn run(args: RunArgs) -> i32 {
         }
     };
     for warning in &program.warnings {
-        eprintln!("warning: {warning}");
+        crate::errln!("warning: {warning}");
     }
     let seeded = args.launch == LaunchType::TestMt;
     if !seeded && (args.seed.is_some() || args.faults > 0 || args.trace.is_some()) {
@@ -226,7 +236,7 @@ fn run(args: RunArgs) -> i32 {
             .then(|| Duration::from_secs_f64(args.termination_notice_secs));
         let output = output_for(&args, &plan.program)?;
         if seeded {
-            return run_seeded(&args, &plan, &output, notice).map(|outcome| (outcome, None));
+            return run_seeded(&args, &plan, &output, notice);
         }
         let printed = output.clone();
         let options = LaunchOptions {

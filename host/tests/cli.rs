@@ -407,6 +407,8 @@ fn one_bad_value_on_many_replicas_is_reported_once() {
         "--set",
         "consumer.replicas=100",
         "--set",
+        "producer.replicas=50",
+        "--set",
         "consumer.args.steps=\"lots\"",
     ]);
     assert_eq!(out.status.code(), Some(1));
@@ -422,8 +424,11 @@ fn one_bad_value_on_many_replicas_is_reported_once() {
         "{}",
         reports[0]
     );
-    // Each replica's own panic line quotes its args, shortened.
-    assert!(stderr.contains("... ("), "{stderr}");
+    // Each replica's own panic line quotes its args (50 handles), shortened.
+    assert!(
+        stderr.contains("... (") && stderr.contains(" bytes)"),
+        "{stderr}"
+    );
     assert!(stderr.len() < 100_000, "{} bytes of stderr", stderr.len());
 }
 

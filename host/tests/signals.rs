@@ -347,3 +347,27 @@ fn a_killed_launcher_leaves_no_secret_behind() {
         let _ = launcher.finish();
     }
 }
+
+#[test]
+fn signals_stop_a_seeded_run_too() {
+    let flags: &[&str] = &["--launch", "test_mt", "--seed", "7"];
+    // A node that spins, ignoring stop: the first signal stops the run,
+    // the (virtual) notice interrupts the node.
+    let mut launcher = Launcher::start("tests/programs/stubborn.toml", "0.5", flags, &[]);
+    launcher.expect_lines(1, &["spinning"]);
+    launcher.signal("TERM");
+    let (code, stderr) = launcher.finish();
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(
+        stderr.contains("node stubborn was still running when the termination notice expired"),
+        "{stderr}"
+    );
+    // A second signal ends it at once, whatever the notice.
+    let mut launcher = Launcher::start("tests/programs/stubborn.toml", "600", flags, &[]);
+    launcher.expect_lines(1, &["spinning"]);
+    launcher.signal("INT");
+    launcher.signal("INT");
+    let (code, stderr) = launcher.finish();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("was interrupted"), "{stderr}");
+}

@@ -24,7 +24,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::local_mt::{Wiring, nodes_with_run, start_nodes};
 use super::node::{Control, NodeEvent};
-use super::{EndReason, NodeFailure, Outcome, Plan, lock};
+use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, lock};
 use crate::courier::{CallError, Router};
 use crate::output::{Output, Stream};
 use crate::stop::StopSignal;
@@ -244,6 +244,19 @@ pub fn run(
     output: &Output,
     notice: Option<Duration>,
 ) -> Result<SeededOutcome> {
+    run_interruptible(plan, settings, output, notice, |_| {})
+}
+
+/// Like [`run`], handing `attach` the run's [`ProgramHandle`] before the
+/// first step, so that signals can stop it (the first gracefully, a second
+/// at once), as they stop the other launch types.
+pub fn run_interruptible(
+    plan: &Plan,
+    settings: &Seeded,
+    output: &Output,
+    notice: Option<Duration>,
+    attach: impl FnOnce(ProgramHandle),
+) -> Result<SeededOutcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -272,6 +285,8 @@ pub fn run(
     let program = &plan.program;
     let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
     let stop = Arc::new(StopSignal::new());
+    let handle = ProgramHandle::new(stop.clone());
+    attach(handle.clone());
     let (router, mailboxes) = Router::local(
         names.clone(),
         plan.funcs.clone(),
@@ -324,7 +339,16 @@ pub fn run(
         if judge.exited == scheduler.len() {
             break;
         }
-        if judge.decide(&chaos) == Decision::Kill {
+        // From outside (a signal): not the seed's choice, but in the trace.
+        if handle.was_interrupted() && judge.reason.is_none() {
+            chaos.record("interrupted from outside");
+            judge.reason = Some(EndReason::Interrupted);
+        }
+        let decision = match handle.must_kill() && !judge.control.kill.is_stopping() {
+            true => judge.kill(),
+            false => judge.decide(&chaos),
+        };
+        if decision == Decision::Kill {
             for id in std::mem::take(&mut judge.with_run) {
                 if scheduler.remove(id as usize) {
                     chaos.record(format!("interrupt {}", names[id as usize]));
@@ -539,19 +563,25 @@ impl Judge<'_> {
                 .notice
                 .is_some_and(|n| chaos.elapsed().saturating_sub(began) >= n)
         {
-            self.interrupted = self
-                .with_run
-                .iter()
-                .map(|&id| self.names[id as usize].clone())
-                .collect();
-            self.control.kill.stop();
-            self.shutdown();
-            return Decision::Kill;
+            return self.kill();
         }
         if self.with_run.is_empty() {
             self.shutdown();
         }
         Decision::Continue
+    }
+
+    /// Interrupt every node still running (the notice expired, or a second
+    /// signal came).
+    fn kill(&mut self) -> Decision {
+        self.interrupted = self
+            .with_run
+            .iter()
+            .map(|&id| self.names[id as usize].clone())
+            .collect();
+        self.control.kill.stop();
+        self.shutdown();
+        Decision::Kill
     }
 
     fn shutdown(&mut self) {
