@@ -64,7 +64,7 @@ pub fn main(args: NewArgs) -> i32 {
             0
         }
         Err(e) => {
-            ecrate::outln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             2
         }
     }
