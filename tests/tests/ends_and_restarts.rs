@@ -1,8 +1,12 @@
-//! The test API's wait for chosen nodes' runs (Launchpad's `wait_for`),
-//! in this process and in worker processes. Apart from test_api.rs, whose
-//! test of worker processes counts this process's children.
+//! What ends a program and what brings a node back, through the test API,
+//! in this process and in worker processes: waiting for chosen nodes' runs
+//! (Launchpad's `wait_for`), and a node that fails with restarts left
+//! coming back. Apart from test_api.rs, whose test of worker processes
+//! counts this process's children.
 
-use lp_host::testing::{TestLaunch, TestProgram};
+use std::time::{Duration, Instant};
+
+use lp_host::testing::{TestLaunch, TestProgram, TestRun};
 use lp_tests::path;
 
 fn program(relative: &str) -> TestProgram {
@@ -52,4 +56,40 @@ fn waiting_for_runs_returns_the_failure_of_a_node() {
             assert!(run.end().is_err(), "{launch:?}");
         }
     }
+}
+
+/// What `node` printed, once it has printed `n` lines (or 10 s passed).
+fn lines_once(run: &TestRun, node: &str, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    while run.output(node).len() < n && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run.output(node)
+}
+
+/// A node that traps serving a call, with a restart left, answers that
+/// call with a typed error and is there again for the next one, which
+/// waited in its mailbox; the program is not failed. (In process: under
+/// local_mp a call sent while the failed worker is being killed can meet
+/// the dying process.)
+#[test]
+fn a_failed_node_with_restarts_left_comes_back_for_the_next_call() {
+    let run = program("tests/programs/echo.toml")
+        .set("faulty.restarts=1")
+        .disable_run("prober")
+        .launch(TestLaunch::Mt)
+        .unwrap();
+    assert_eq!(lines_once(&run, "faulty", 1), ["faulty serving"]);
+    let faulty = run.node("faulty").unwrap();
+    let e = faulty.call::<u32>("boom", ()).unwrap_err().to_string();
+    assert!(e.contains("target trapped"), "{e}");
+    let echoed: String = faulty.call("echo", ("again",)).unwrap();
+    assert_eq!(echoed, "again");
+    assert_eq!(
+        lines_once(&run, "faulty", 2),
+        ["faulty serving", "faulty serving"],
+        "its run ran again"
+    );
+    run.stop();
+    run.wait().unwrap();
 }
