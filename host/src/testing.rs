@@ -1,7 +1,8 @@
 //! Testing programs from Rust: load a program (with overrides), disable
 //! `run` on chosen nodes, launch it in this process (`TestLaunch::Mt`) or in
 //! worker processes (`TestLaunch::Mp`), call any node's exported functions,
-//! trigger or wait for the stop, and read each node's output.
+//! wait for chosen nodes' runs to finish, trigger or wait for the stop, and
+//! read each node's output.
 //!
 //! ```no_run
 //! use lp_host::testing::{TestLaunch, TestProgram};
@@ -29,6 +30,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use wasmtime::component::Val;
 
 use crate::courier::{FuncKey, Payload, Router};
+use crate::launch::end::{RunRecord, RunsWaited};
 use crate::launch::seeded::{self, Seeded};
 use crate::launch::{self, LaunchOptions, Outcome, ProgramHandle, local_mt::RunningProgram};
 use crate::output::Output;
@@ -88,7 +90,8 @@ impl TestProgram {
         self
     }
 
-    /// How long a call from the test may take (default 60 s).
+    /// How long a call from the test, or a [`TestRun::wait_for`], may take
+    /// (default 60 s).
     pub fn call_timeout(mut self, timeout: Duration) -> TestProgram {
         self.call_timeout = timeout;
         self
@@ -146,6 +149,9 @@ impl TestProgram {
             .iter()
             .map(|n| TestNodeInfo {
                 name: n.name.clone(),
+                entry: n.entry.clone(),
+                group: n.group.clone(),
+                has_run: n.run_enabled && plan.components[n.component].interface.has_run,
                 functions: plan.components[n.component]
                     .interface
                     .services
@@ -166,6 +172,7 @@ impl TestProgram {
         Ok(TestRun {
             handle: running.handle(),
             router: running.router(),
+            runs: running.runs(),
             running: Some(running),
             calls,
             output,
@@ -251,6 +258,10 @@ fn lp_host_exe() -> Result<PathBuf> {
 
 struct TestNodeInfo {
     name: String,
+    entry: String,
+    group: String,
+    /// Whether its `run` is called.
+    has_run: bool,
     /// Every function the node exports: (interface, function, key).
     functions: Vec<(String, String, FuncKey)>,
 }
@@ -260,6 +271,8 @@ pub struct TestRun {
     running: Option<RunningProgram>,
     handle: ProgramHandle,
     router: Arc<Router>,
+    /// Which nodes' runs finished or failed.
+    runs: Arc<RunRecord>,
     /// Drives the calls the test makes.
     calls: tokio::runtime::Runtime,
     output: Output,
@@ -290,6 +303,66 @@ impl TestRun {
     /// Ask the program to stop, as a node's `stop()` does.
     pub fn stop(&self) {
         self.handle.stop();
+    }
+
+    /// Wait until the run of every node in `names` (node names such as
+    /// `actor/3`, entry names or group names) has finished; an error if one
+    /// of the program's nodes fails first, the program ends first, or it
+    /// takes longer than the call timeout. The nodes keep serving.
+    pub fn wait_for(&self, names: &[&str]) -> Result<()> {
+        self.wait_for_runs(names, false)
+    }
+
+    /// Like [`Self::wait_for`], returning once the first of them has finished.
+    pub fn wait_for_first(&self, names: &[&str]) -> Result<()> {
+        self.wait_for_runs(names, true)
+    }
+
+    fn wait_for_runs(&self, names: &[&str], first: bool) -> Result<()> {
+        if names.is_empty() {
+            bail!("wait_for needs at least one node, entry or group name");
+        }
+        let mut ids = Vec::new();
+        for &name in names {
+            let named: Vec<u32> = (0..self.nodes.len() as u32)
+                .filter(|&id| {
+                    let n = &self.nodes[id as usize];
+                    n.name == name || n.entry == name || n.group == name
+                })
+                .collect();
+            if named.is_empty() {
+                let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+                bail!(
+                    "the program has no node, entry or group `{name}`\n  help: nodes are {}",
+                    names.join(", ")
+                );
+            }
+            if let Some(n) = named
+                .iter()
+                .map(|&id| &self.nodes[id as usize])
+                .find(|n| !n.has_run)
+            {
+                bail!(
+                    "node {} has no run to finish (it exports none, or its run is disabled)\n  help: wait for nodes whose run is called",
+                    n.name
+                );
+            }
+            ids.extend(named);
+        }
+        let name = |id: u32| &self.nodes[id as usize].name;
+        match self.runs.wait(&ids, first, self.call_timeout) {
+            RunsWaited::Finished => Ok(()),
+            RunsWaited::Failed(id, error) => bail!("node {} failed: {error}", name(id)),
+            RunsWaited::Ended => bail!(
+                "the program ended before the runs of {} finished",
+                names.join(", ")
+            ),
+            RunsWaited::TimedOut => bail!(
+                "the runs of {} did not finish within {:?}\n  help: raise TestProgram::call_timeout if they need longer",
+                names.join(", "),
+                self.call_timeout
+            ),
+        }
     }
 
     /// Wait for the program to end (after a stop, or when every `run` has

@@ -454,3 +454,138 @@ fn a_limit_fails_only_its_node_under_both_launch_types() {
         );
     }
 }
+
+const ALL_LAUNCH_TYPES: [&str; 3] = ["local_mt", "local_mp", "test_mt"];
+
+/// Run `args` under `launch` (a seeded one with seed 1), at most 60 s.
+fn run_bounded(launch: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = lp_host();
+    command
+        .arg("run")
+        .args(args)
+        .args(["--launch", launch, "--termination-notice-secs", "5"]);
+    if launch == "test_mt" {
+        command.args(["--seed", "1"]);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let (code, stderr, _) = wait_exit(child, 60);
+    (code, reader.join().unwrap(), stderr)
+}
+
+#[test]
+fn the_program_ends_when_the_nodes_it_waits_for_have_finished() {
+    for launch in ALL_LAUNCH_TYPES {
+        // The server's run waits for stop; only main's run ends the program.
+        let (code, stdout, stderr) = run_bounded(launch, &["tests/programs/wait_for.toml"]);
+        assert_eq!(code, Some(0), "{launch}: {stderr}");
+        assert!(stdout.contains("[main] main done"), "{launch}: {stdout}");
+        assert!(
+            stdout.contains("[server] faulty serving"),
+            "{launch}: {stdout}"
+        );
+        assert!(!stderr.contains("interrupted"), "{launch}: {stderr}");
+    }
+}
+
+#[test]
+fn end_on_first_ends_the_program_when_one_of_them_has_finished() {
+    for launch in ALL_LAUNCH_TYPES {
+        // Both are waited for, and the server never finishes by itself.
+        let (code, stdout, stderr) = run_bounded(
+            launch,
+            &[
+                "tests/programs/wait_for.toml",
+                "--set",
+                "program.wait_for=[\"main\", \"server\"]",
+                "--set",
+                "program.end_on=first",
+            ],
+        );
+        assert_eq!(code, Some(0), "{launch}: {stderr}");
+        assert!(stdout.contains("[main] main done"), "{launch}: {stdout}");
+    }
+}
+
+#[test]
+fn a_wait_for_naming_no_node_is_refused_with_its_place() {
+    let (code, _, stderr) = run_bounded(
+        "local_mt",
+        &[
+            "tests/programs/wait_for.toml",
+            "--set",
+            "program.wait_for=[\"mian\"]",
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("program.wait_for=[\"mian\"]")
+            && stderr.contains("no node, entry or group is named \"mian\"")
+            && stderr.contains("help:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_node_that_keeps_failing_is_restarted_in_process_then_fails() {
+    for launch in ["local_mt", "test_mt"] {
+        let (code, stdout, stderr) = run_bounded(
+            launch,
+            &[
+                "tests/programs/trap_in_run.toml",
+                "--set",
+                "faulty.restarts=2",
+            ],
+        );
+        assert_eq!(code, Some(1), "{launch}: {stderr}");
+        let lines = |s: &str| format!("{stdout}{stderr}").matches(s).count();
+        assert_eq!(
+            lines("[faulty] about to trap"),
+            3,
+            "{launch}: once and twice again\n{stderr}"
+        );
+        for k in 1..=2 {
+            assert!(
+                stderr.contains("faulty failed") && stderr.contains(&format!("restart {k} of 2")),
+                "{launch}: {stderr}"
+            );
+        }
+        assert!(!stderr.contains("restart 3 of"), "{launch}: {stderr}");
+        assert!(
+            stderr.contains("error: node faulty failed"),
+            "{launch}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_seeded_restart_is_in_the_trace_and_replays_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = |name: &str| {
+        let file = dir.path().join(name);
+        let (code, _, stderr) = run_bounded(
+            "test_mt",
+            &[
+                "tests/programs/trap_in_run.toml",
+                "--set",
+                "faulty.restarts=1",
+                "--trace",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        std::fs::read_to_string(file).unwrap()
+    };
+    let first = trace("a.trace");
+    assert!(first.contains("restart faulty (1 of 1)"), "{first}");
+    assert_eq!(first, trace("b.trace"));
+}

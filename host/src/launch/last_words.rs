@@ -27,6 +27,11 @@ impl LastWords {
         lines.push_back(line.chars().take(MAX_MESSAGE).collect());
     }
 
+    /// Forget them (the node starts again).
+    pub fn clear(&self) {
+        super::lock(&self.lines).clear();
+    }
+
     /// The node's last panic, as `panicked: MESSAGE (FILE:LINE:COL)`, if its
     /// last stderr lines hold one.
     pub fn panic_message(&self) -> Option<String> {

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 
 use anyhow::{Context as _, Result};
 
+use super::end::RunRecord;
 use super::node::{Control, NodeContext, NodeEvent, NodeLaunch, run_node};
 use super::pool::Pool;
 use super::seeded::Chaos;
@@ -24,6 +25,8 @@ pub struct RunningProgram {
     supervisor: std::thread::JoinHandle<Outcome>,
     /// Reaches every node from the launcher (for tests).
     router: Arc<Router>,
+    /// Which runs finished (for tests).
+    runs: Arc<RunRecord>,
 }
 
 impl RunningProgram {
@@ -31,12 +34,19 @@ impl RunningProgram {
         handle: ProgramHandle,
         supervisor: std::thread::JoinHandle<Outcome>,
         router: Arc<Router>,
+        runs: Arc<RunRecord>,
     ) -> Self {
         RunningProgram {
             handle,
             supervisor,
             router,
+            runs,
         }
+    }
+
+    /// Which nodes' runs have finished or failed so far.
+    pub fn runs(&self) -> Arc<RunRecord> {
+        self.runs.clone()
     }
 
     pub fn handle(&self) -> ProgramHandle {
@@ -85,6 +95,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         output: &options.output,
         chaos: None,
         epoch_tick: supervisor::EPOCH_TICK,
+        restart_in_process: true,
     };
     start_nodes(
         plan,
@@ -158,6 +169,10 @@ pub(super) struct Wiring<'a> {
     /// How often the engine's epoch ticks here (nodes count it for their
     /// CPU limit).
     pub epoch_tick: std::time::Duration,
+    /// Whether a failed node is instantiated again here while its
+    /// `restarts` last (not in a local_mp worker: its launcher restarts the
+    /// process).
+    pub restart_in_process: bool,
 }
 
 /// Start every node that has a mailbox here, each as a task handed to
@@ -176,6 +191,7 @@ pub(super) fn start_nodes<R>(
         output,
         chaos,
         epoch_tick,
+        restart_in_process,
     } = wiring;
     for (spec, mailbox) in plan.program.nodes.iter().zip(mailboxes) {
         let Some(mailbox) = mailbox else { continue };
@@ -205,6 +221,7 @@ pub(super) fn start_nodes<R>(
             mailbox,
             control: control.clone(),
             events: events.clone(),
+            restarts: if restart_in_process { spec.restarts } else { 0 },
         }))));
     }
 }

@@ -3,6 +3,7 @@
 //! `test_mt` on one seeded scheduler; all share the plan and the node
 //! runtime.
 
+pub mod end;
 mod last_words;
 mod limits;
 pub mod local_mp;
@@ -100,7 +101,8 @@ impl Default for LaunchOptions {
 pub enum EndReason {
     /// A node called `stop()` (or the launcher's handle asked for a stop).
     Stopped,
-    /// Every node with a `run` finished.
+    /// The runs the program waits for finished (by default every node's
+    /// with a `run`; program.toml's `wait_for` and `end_on` choose).
     Finished,
     /// A node failed.
     Failed,

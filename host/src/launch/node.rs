@@ -466,22 +466,50 @@ pub struct NodeLaunch {
     pub mailbox: Mailbox,
     pub control: Arc<Control>,
     pub events: Sender<NodeEvent>,
+    /// How many times to instantiate it again after it fails (0 in a
+    /// local_mp worker, whose launcher restarts the process instead).
+    pub restarts: u32,
 }
 
-/// Run one node to completion on the current thread's executor.
-pub async fn run_node(launch: NodeLaunch) {
+/// Run one node to completion on the current thread's executor. A node
+/// that fails while it has restarts left (and the program has not shut
+/// down) is instantiated again, with the same mailbox, handles and args,
+/// instead of being reported failed.
+pub async fn run_node(mut launch: NodeLaunch) {
     let id = launch.node.id;
-    let events = launch.events.clone();
-    let stack_kib = launch.node.limits.stack_kib;
-    let node = launch.node.clone();
-    if let Err(e) = serve_node(launch).await {
-        let mut error = describe_failure(&e, stack_kib);
-        if let Some(panic) = node.last_words.panic_message() {
-            error = format!("{panic}\n  {}", error.replace('\n', "\n  "));
+    let mut restarted = 0;
+    while let Err(e) = serve_node(&mut launch).await {
+        let error = failure_report(&launch.node, &e);
+        let control = &launch.control;
+        if restarted == launch.restarts
+            || control.shutdown.is_stopping()
+            || control.kill.is_stopping()
+        {
+            let _ = launch.events.send(NodeEvent::Failed(id, error));
+            break;
         }
-        let _ = events.send(NodeEvent::Failed(id, error));
+        restarted += 1;
+        let node = &launch.node;
+        let cause = error.lines().next().unwrap_or_default();
+        let count = format!("{restarted} of {}", launch.restarts);
+        tracing::warn!("node {} failed ({cause}); restart {count}", node.name);
+        if let Some(chaos) = &node.chaos {
+            chaos.record(format!("restart {} ({count}): {cause}", node.name));
+        }
+        node.last_words.clear();
     }
-    let _ = events.send(NodeEvent::Exited(id));
+    let _ = launch.events.send(NodeEvent::Exited(id));
+}
+
+/// What a failure of `node` says: its panic message first, if it printed
+/// one, then the error (with the limit it hit, if any) and its wasm
+/// backtrace.
+fn failure_report(node: &NodeContext, e: &anyhow::Error) -> String {
+    let mut error = describe_failure(e, node.limits.stack_kib);
+    if let Some(panic) = node.last_words.panic_message() {
+        error = format!("{panic}\n  {}", error.replace('\n', "\n  "));
+    }
+    error
 }
 
 /// The cause first (with the limit it hit, if any), then what led to it
@@ -497,14 +525,15 @@ fn describe_failure(e: &anyhow::Error, stack_kib: Option<u64>) -> String {
     text
 }
 
-async fn serve_node(launch: NodeLaunch) -> Result<()> {
-    let NodeLaunch {
-        node,
-        component,
+async fn serve_node(launch: &mut NodeLaunch) -> Result<()> {
+    let &mut NodeLaunch {
+        ref node,
+        ref component,
         run_enabled,
-        mut mailbox,
-        control,
-        events,
+        ref mut mailbox,
+        ref control,
+        ref events,
+        restarts: _,
     } = launch;
     let id = node.id;
     let engine = component.pre.engine().clone();

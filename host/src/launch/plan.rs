@@ -91,6 +91,24 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
         }
     }
 
+    // A node waited for must have a run to finish.
+    for wait in program.end.wait_for.iter().flatten() {
+        let mut nodes = wait.nodes.iter().map(|&id| &program.nodes[id as usize]);
+        if let Some(node) = nodes.find(|n| !loaded[n.component].1.has_run) {
+            return Err(anyhow::Error::new(
+                Diagnostic::at(
+                    &program.file,
+                    &wait.place,
+                    format!(
+                        "wait_for names {:?}, but node {} has no `run`, so it never finishes",
+                        wait.name, node.name
+                    ),
+                )
+                .help("wait for nodes whose component exports run (lp:node/lifecycle or lp:node/blocking-lifecycle); a service ends when the program does"),
+            ));
+        }
+    }
+
     tracing::debug!(
         "components loaded and checked after {:?}",
         started.elapsed()

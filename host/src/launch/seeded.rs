@@ -22,6 +22,7 @@ use anyhow::{Context as _, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use super::end::EndRule;
 use super::local_mt::{Wiring, nodes_with_run, start_nodes};
 use super::node::{Control, NodeEvent};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, lock};
@@ -306,6 +307,7 @@ pub fn run_interruptible(
         // The epoch never ticks in seeded runs (fuel paces them), so the
         // CPU limit is not counted here.
         epoch_tick: Duration::ZERO,
+        restart_in_process: true,
     };
     start_nodes(
         plan,
@@ -320,7 +322,7 @@ pub fn run_interruptible(
     let with_run = nodes_with_run(plan);
     let mut judge = Judge {
         names: &names,
-        had_runs: !with_run.is_empty(),
+        end: EndRule::new(plan),
         with_run,
         exited: 0,
         failures: Vec::new(),
@@ -505,7 +507,7 @@ enum Decision {
 struct Judge<'a> {
     names: &'a [String],
     with_run: BTreeSet<u32>,
-    had_runs: bool,
+    end: EndRule,
     exited: usize,
     failures: Vec<NodeFailure>,
     reason: Option<EndReason>,
@@ -524,6 +526,7 @@ impl Judge<'_> {
             NodeEvent::RunFinished(id) => {
                 chaos.record(format!("run finished {}", self.names[id as usize]));
                 self.with_run.remove(&id);
+                self.end.run_finished(id);
             }
             NodeEvent::Failed(id, error) => {
                 let node = self.names[id as usize].clone();
@@ -546,7 +549,7 @@ impl Judge<'_> {
     }
 
     fn decide(&mut self, chaos: &Chaos) -> Decision {
-        if self.had_runs && self.with_run.is_empty() && !self.stop.is_stopping() {
+        if self.end.reached() && !self.stop.is_stopping() {
             self.reason.get_or_insert(EndReason::Finished);
             self.stop.stop();
         }

@@ -1,5 +1,5 @@
 //! The supervisor: watches what the nodes report, decides when the program
-//! ends (a stop, every `run` finished, a failure, Ctrl-C), gives running
+//! ends (a stop, the runs it waits for finished, a failure, Ctrl-C), gives running
 //! nodes the termination notice, then shuts everything down and says how
 //! the program ended. Used by every launch type; it only sees events and
 //! signals, not where the nodes run.
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
+use super::end::{EndRule, RunRecord};
 use super::local_mt::{RunningProgram, nodes_with_run};
 use super::node::{Control, NodeEvent};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
@@ -40,7 +41,10 @@ pub(super) fn start(
     teardown: impl FnOnce() + Send + 'static,
 ) -> Result<RunningProgram> {
     let handle = ProgramHandle::new(stop);
+    let runs = Arc::new(RunRecord::default());
     let supervisor = Supervisor {
+        end: EndRule::new(plan),
+        runs: runs.clone(),
         names: plan.program.nodes.iter().map(|n| n.name.clone()).collect(),
         with_run: nodes_with_run(plan),
         events,
@@ -58,13 +62,15 @@ pub(super) fn start(
             outcome
         })
         .context("cannot start the supervisor thread")?;
-    Ok(RunningProgram::new(handle, thread, router))
+    Ok(RunningProgram::new(handle, thread, router, runs))
 }
 
 struct Supervisor {
     names: Vec<String>,
     /// Nodes whose `run` has not returned yet.
     with_run: BTreeSet<u32>,
+    end: EndRule,
+    runs: Arc<RunRecord>,
     events: mpsc::Receiver<NodeEvent>,
     control: Arc<Control>,
     handle: ProgramHandle,
@@ -75,7 +81,6 @@ struct Supervisor {
 
 impl Supervisor {
     fn run(mut self) -> Outcome {
-        let had_runs = !self.with_run.is_empty();
         let mut failures = Vec::new();
         let mut exited = 0;
         let mut reason = None;
@@ -88,9 +93,12 @@ impl Supervisor {
                 Ok(NodeEvent::Started(_)) => {}
                 Ok(NodeEvent::RunFinished(id)) => {
                     self.with_run.remove(&id);
+                    self.end.run_finished(id);
+                    self.runs.finished(id);
                 }
                 Ok(NodeEvent::Failed(id, error)) => {
                     self.with_run.remove(&id);
+                    self.runs.failed(id, &error);
                     if stop_began.is_none() || !self.control.kill.is_stopping() {
                         failures.push(NodeFailure {
                             node: self.names[id as usize].clone(),
@@ -111,7 +119,7 @@ impl Supervisor {
             if exited == self.names.len() {
                 break;
             }
-            if had_runs && self.with_run.is_empty() && !self.handle.stop.is_stopping() {
+            if self.end.reached() && !self.handle.stop.is_stopping() {
                 reason.get_or_insert(EndReason::Finished);
                 self.handle.stop();
             }
@@ -175,6 +183,7 @@ impl Supervisor {
                 (self.force)();
             }
         }
+        self.runs.ended();
         Outcome {
             reason: if failures.is_empty() {
                 reason.unwrap_or(EndReason::Stopped)

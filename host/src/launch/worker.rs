@@ -241,6 +241,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         output: &output,
         chaos: None,
         epoch_tick: WORKER_EPOCH_TICK,
+        restart_in_process: false,
     };
     start_nodes(&plan, mailboxes, wiring, |node| spawn_node(&runtime, node));
     drop(events_tx);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::end::{self, RawEnd};
 use super::grants::{self, RawGrants, RawLimits};
 use super::overrides::{Override, OverrideTarget};
 use super::replica::{Replica, whole};
@@ -36,6 +37,12 @@ struct RawProgram {
     /// Limits of every node that does not set its own, and the stack limit.
     #[serde(default)]
     limits: Option<Spanned<RawLimits>>,
+    /// The nodes, entries or groups whose runs end the program.
+    #[serde(default)]
+    wait_for: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    /// "all" (the default) or "first" of them.
+    #[serde(default)]
+    end_on: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +57,7 @@ pub(super) struct RawNode {
     /// Nodes with the same `colocate` name share one process under local_mp.
     #[serde(default)]
     pub colocate: Option<Spanned<String>>,
-    /// How many times local_mp restarts the node's process after it fails.
+    /// How many times the node is started again after it fails.
     #[serde(default)]
     pub restarts: Option<Spanned<i64>>,
     #[serde(default)]
@@ -121,9 +128,21 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     let mut call_timeout = header.call_timeout_secs.map(Located::from);
     let mut entries: Vec<Entry> = raw.nodes.into_iter().map(Entry::from).collect();
     let mut program_limit_overrides = Vec::new();
+    let mut end = RawEnd {
+        wait_for: header.wait_for.map(|list| {
+            let origin = Origin::File(list.span());
+            Located {
+                value: list.into_inner().into_iter().map(Located::from).collect(),
+                origin,
+            }
+        }),
+        end_on: header.end_on.map(Located::from),
+    };
     for ov in overrides {
         match ov.target(&cx, &mut entries)? {
             OverrideTarget::CallTimeout(value) => call_timeout = Some(value),
+            OverrideTarget::WaitFor(value, origin) => end.set_wait_for(value, &origin),
+            OverrideTarget::EndOn(value) => end.end_on = Some(value),
             OverrideTarget::ProgramLimit(key, value) => program_limit_overrides.push((key, value)),
             OverrideTarget::Applied => {}
         }
@@ -174,6 +193,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         &mut warnings,
     )?;
     resolve_args(&cx, &entries, &mut nodes)?;
+    let end = end::resolve(&cx, end, &nodes)?;
     let overrides = overrides.iter().map(|o| o.text.clone()).collect();
     Ok(Program {
         name,
@@ -184,6 +204,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         overrides,
         stack_kib: default_limits.stack_kib,
         warnings,
+        end,
     })
 }
 
@@ -376,7 +397,7 @@ fn expand(
                         &r.origin,
                         format!("restarts must be between 0 and 1000, not {}", r.value),
                     )
-                    .help("the number of times a failed node's process is started again"));
+                    .help("the number of times a failed node is started again"));
             }
         };
         let group = entry.group.as_ref().map_or(&entry.name.value, |g| &g.value);

@@ -3,6 +3,7 @@
 //! between them. Knows nothing of wasm or of how nodes are launched.
 
 mod diagnostic;
+mod end;
 mod grants;
 mod load;
 mod overrides;
@@ -45,6 +46,27 @@ pub struct Program {
     /// What is allowed but should be said before the program runs (a grant
     /// of the host's root or of a home directory), with where it is.
     pub warnings: Vec<Diagnostic>,
+    /// Which nodes' runs end the program.
+    pub end: EndRule,
+}
+
+/// What ends a program besides a stop, a failure or Ctrl-C: every node of
+/// `wait_for` (by default every node with a `run`) having finished its run,
+/// or with `first` the first of them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndRule {
+    /// `None`: every node with a `run`.
+    pub wait_for: Option<Vec<WaitFor>>,
+    pub first: bool,
+}
+
+/// One name in `wait_for`: a node, an entry or a group, its nodes, and
+/// where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaitFor {
+    pub name: String,
+    pub nodes: Vec<u32>,
+    pub place: Place,
 }
 
 /// Where a node's component comes from.
@@ -79,9 +101,10 @@ pub struct NodeSpec {
     /// Nodes with the same colocation name share one process under local_mp;
     /// a node without one gets a process of its own.
     pub colocate: Option<String>,
-    /// How many times local_mp starts the node's process again after it
-    /// fails (Launchpad's num_retries_on_failure); a colocation group gets
-    /// the largest budget of its nodes.
+    /// How many times the node is started again after it fails
+    /// (Launchpad's num_retries_on_failure): in process under local_mt and
+    /// test_mt, its worker process under local_mp (a colocation group gets
+    /// the largest budget of its nodes).
     pub restarts: u32,
     /// What of the host the node may use; nothing unless granted.
     pub grants: Grants,

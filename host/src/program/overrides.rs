@@ -2,6 +2,7 @@
 //! limits or the call timeout without editing program.toml.
 //!
 //! Paths: `program.call_timeout_secs`, `program.limits.<limit>`,
+//! `program.wait_for`, `program.end_on`,
 //! `<node>.replicas`, `<node>.restarts`, `<node>.group`, `<node>.colocate`,
 //! `<node>.component`, `<node>.limits.<limit>`, `<node>.args.<key>`. Values
 //! are TOML (`3`, `"x"`, `[1, 2]`, `{ handle = "learner" }`); a bare word is
@@ -56,6 +57,9 @@ pub(super) enum OverrideTarget {
     CallTimeout(Located<f64>),
     /// `program.limits.<key>`: a default of every node (or the stack limit).
     ProgramLimit(String, Located<toml::Value>),
+    /// `program.wait_for`: the names (a list, or one), and the override.
+    WaitFor(toml::Value, Origin),
+    EndOn(Located<toml::Value>),
     Applied,
 }
 
@@ -68,7 +72,7 @@ impl Override {
     ) -> Result<OverrideTarget, Diagnostic> {
         let origin = Origin::Override(self.text.clone());
         let bad = |message: String, help: &str| Err(cx.error(&origin, message).help(help));
-        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.args.<key>";
+        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, program.wait_for, program.end_on, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.args.<key>";
 
         if self.path[0] == "program" {
             if let [_, limits, key] = &self.path[..]
@@ -78,6 +82,12 @@ impl Override {
                     key.clone(),
                     located(self.value.clone(), &origin),
                 ));
+            }
+            if self.path[1..] == ["wait_for"] {
+                return Ok(OverrideTarget::WaitFor(self.value.clone(), origin.clone()));
+            }
+            if self.path[1..] == ["end_on"] {
+                return Ok(OverrideTarget::EndOn(located(self.value.clone(), &origin)));
             }
             if self.path[1..] != ["call_timeout_secs"] {
                 return bad(
