@@ -21,11 +21,7 @@ const TRANSPORTS: [Transport; 2] = [Transport::Socket, Transport::Grpc];
 /// test hitting the warning on a thread with no subscriber while another
 /// test's subscriber is being set up can leave that warning disabled for
 /// the test that counts it, so they take turns.
-static WARNING_SITE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn warning_site() -> std::sync::MutexGuard<'static, ()> {
-    WARNING_SITE.lock().unwrap_or_else(|p| p.into_inner())
-}
+static WARNING_SITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A function of no arguments and no results (nothing to encode).
 fn funcs() -> (Arc<FuncTable>, FuncKey) {
@@ -207,7 +203,7 @@ async fn exchange(path: std::path::PathBuf, bytes: Vec<u8>) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn hostile_frames_get_an_error_or_a_closed_connection_never_a_panic() {
-    let _turn = warning_site();
+    let _turn = WARNING_SITE.lock().await;
     let secret = Secret::generate().unwrap();
     let Pair {
         client,
@@ -256,7 +252,7 @@ async fn hostile_frames_get_an_error_or_a_closed_connection_never_a_panic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn only_members_of_the_launch_are_served() {
-    let _turn = warning_site();
+    let _turn = WARNING_SITE.lock().await;
     let (_, key) = funcs();
     for transport in TRANSPORTS {
         // A client with another launch's secret: refused, as a typed error.
@@ -334,7 +330,7 @@ impl Log {
 // One thread: the server's tasks log where the subscriber is set.
 #[tokio::test(flavor = "current_thread")]
 async fn only_a_connection_with_a_bad_secret_is_warned_about() {
-    let _turn = warning_site();
+    let _turn = WARNING_SITE.lock().await;
     let log = Log::default();
     let writer = log.clone();
     let subscriber = tracing_subscriber::fmt()
