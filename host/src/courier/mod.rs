@@ -459,8 +459,20 @@ impl Router {
     /// Call `func` on `target` and wait for its reply (or the program's
     /// call deadline).
     pub async fn call(&self, target: u32, func: FuncKey, args: Payload) -> Reply {
-        self.call_with_deadline(target, func, args, self.call_timeout)
-            .await
+        self.call_through(target, func, args, None).await
+    }
+
+    /// Call through a handle: its own deadline if it has one, else the
+    /// program's.
+    pub async fn call_through(
+        &self,
+        target: u32,
+        func: FuncKey,
+        args: Payload,
+        handle_deadline: Option<Duration>,
+    ) -> Reply {
+        let deadline = handle_deadline.or(self.call_timeout);
+        self.call_with_deadline(target, func, args, deadline).await
     }
 
     /// Call with a deadline of its own (`None`: wait without limit).

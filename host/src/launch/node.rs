@@ -217,7 +217,7 @@ impl NodeContext {
             )));
         }
         let Some(chaos) = &self.chaos else {
-            return self.deliver(target, deadline, func, args).await;
+            return self.router.call_through(target, func, args, deadline).await;
         };
         let (service, function) = self.router.func_name(func);
         let interface = service.rsplit('/').next().unwrap_or(service);
@@ -229,29 +229,12 @@ impl NodeContext {
         );
         chaos.record(format!("call {call}"));
         chaos.before_call(&call).await?;
-        let reply = self.deliver(target, deadline, func, args).await;
+        let reply = self.router.call_through(target, func, args, deadline).await;
         match &reply {
             Ok(_) => chaos.record(format!("return {call}: ok")),
             Err(e) => chaos.record(format!("return {call}: {e}")),
         }
         reply
-    }
-
-    async fn deliver(
-        &self,
-        target: u32,
-        deadline: Option<Duration>,
-        func: FuncKey,
-        args: Payload,
-    ) -> Reply {
-        match deadline {
-            Some(deadline) => {
-                self.router
-                    .call_with_deadline(target, func, args, Some(deadline))
-                    .await
-            }
-            None => self.router.call(target, func, args).await,
-        }
     }
 
     fn stop_signal(&self) -> &Arc<StopSignal> {
