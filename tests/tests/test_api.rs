@@ -8,6 +8,16 @@ use lp_tests::path;
 
 const LAUNCHES: [TestLaunch; 2] = [TestLaunch::Mt, TestLaunch::Mp];
 
+/// Tests that start worker processes take turns, so that counting this
+/// process's worker children counts one run's workers only.
+static WORKERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_run_of_workers_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    WORKERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn program(relative: &str) -> TestProgram {
     TestProgram::new(path(relative)).cache_dir(path("target/lp-test-cache"))
 }
@@ -16,6 +26,7 @@ fn program(relative: &str) -> TestProgram {
 /// `step` called 10 times, each step's replies checked.
 #[test]
 fn consumer_steps_driven_by_the_test() {
+    let _turn = one_run_of_workers_at_a_time();
     for launch in LAUNCHES {
         let run = program("examples/consumer_producers/program.toml")
             .set("producer.replicas=3")
@@ -44,6 +55,7 @@ fn consumer_steps_driven_by_the_test() {
 
 #[test]
 fn output_and_errors_name_the_node() {
+    let _turn = one_run_of_workers_at_a_time();
     for launch in LAUNCHES {
         let run = program("tests/programs/echo.toml")
             .disable_run("prober")
@@ -129,6 +141,7 @@ fn worker_children() -> Vec<u32> {
 
 #[test]
 fn dropping_a_run_ends_every_worker_process() {
+    let _turn = one_run_of_workers_at_a_time();
     let run = program("examples/consumer_producers/program.toml")
         .set("producer.replicas=2")
         .disable_run("consumer")
