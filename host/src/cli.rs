@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::courier::Transport;
+use crate::courier::TransportKind;
 use crate::launch::{self, LaunchOptions, LaunchType};
 use crate::output::Output;
 use crate::program::{self, Override};
@@ -72,7 +72,7 @@ struct RunArgs {
 
     /// How calls travel between processes under local_mp.
     #[arg(long, value_enum, default_value = "socket")]
-    courier: Transport,
+    courier: TransportKind,
 
     /// Override a setting without editing the file, e.g. `--set producer.replicas=100`
     /// or `--set consumer.args.steps=20` (repeatable).

@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod launch;
 pub mod output;
 pub mod program;
+pub mod proto;
 pub mod sandbox;
 pub mod scaffold;
 pub mod signals;

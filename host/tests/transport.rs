@@ -1,20 +1,36 @@
-//! The courier transports between processes (framed socket and gRPC), seen
-//! from the router: a server process's router holds a node whose mailbox
-//! this test reads, a client router reaches it over a real Unix socket.
+//! The conformance suite of the courier transports between processes (the
+//! framed transport and the gRPC stream, each over Unix and TCP endpoints),
+//! seen from the router: a server process's router holds a node whose
+//! mailbox this test reads, a client router reaches it over a real socket.
 //! Checks what the components cannot show directly: a caller dropping its
-//! call reaches the callee, replies are routed to the right caller, and a
-//! hostile function key is refused.
+//! call reaches the callee, replies are routed to the right caller, hostile
+//! bytes get an error or a closed connection and the server keeps serving,
+//! and only members of the launch are served.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lp_host::courier::{
-    CallError, FuncKey, FuncTable, Mailbox, Payload, Placement, Router, Secret, Signature,
-    Transport, Wire, grpc, socket,
+    CallError, Endpoint, FuncKey, FuncTable, Mailbox, Payload, Placement, Router, Secret,
+    Signature, TransportKind, Wire,
 };
+use lp_host::proto;
 use lp_host::stop::StopSignal;
 
-const TRANSPORTS: [Transport; 2] = [Transport::Socket, Transport::Grpc];
+/// Which endpoints a server listens at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Net {
+    Unix,
+    Tcp,
+}
+
+/// Every transport over every kind of endpoint.
+const COMBINATIONS: [(TransportKind, Net); 4] = [
+    (TransportKind::Socket, Net::Unix),
+    (TransportKind::Socket, Net::Tcp),
+    (TransportKind::Grpc, Net::Unix),
+    (TransportKind::Grpc, Net::Tcp),
+];
 
 /// Held by the tests that make the server warn of a connection without the
 /// secret. tracing caches whether a log call is enabled per call site: a
@@ -41,20 +57,21 @@ fn funcs() -> (Arc<FuncTable>, FuncKey) {
 struct Pair {
     client: Router,
     mailbox: Mailbox,
+    /// Where the server listens.
+    endpoint: Endpoint,
     _dir: tempfile::TempDir,
 }
 
-/// A server with one local node (its mailbox returned) on a fresh socket,
+/// A server with one local node (its mailbox returned) on a fresh endpoint,
 /// and a client router that reaches it.
-async fn pair(transport: Transport) -> Pair {
+async fn pair(transport: TransportKind, net: Net) -> Pair {
     let secret = Secret::generate().unwrap();
-    pair_with(transport, secret.clone(), secret).await
+    pair_with(transport, net, secret.clone(), secret).await
 }
 
 /// The same, the client presenting `presented` to a server that wants `secret`.
-async fn pair_with(transport: Transport, secret: Secret, presented: Secret) -> Pair {
+async fn pair_with(transport: TransportKind, net: Net, secret: Secret, presented: Secret) -> Pair {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w0.sock");
     let (funcs, _) = funcs();
     let wire = Wire {
         transport,
@@ -69,19 +86,22 @@ async fn pair_with(transport: Transport, secret: Secret, presented: Secret) -> P
         Arc::new(StopSignal::new()),
         None,
     );
-    let listener = grpc::bind(&path).unwrap();
-    let server = Arc::new(server);
-    let never = std::future::pending::<()>();
-    let spin = wire.spin;
-    tokio::spawn(async move {
-        match transport {
-            Transport::Socket => socket::serve(listener, server, spin, secret, never).await,
-            Transport::Grpc => grpc::serve(listener, server, secret, never).await,
-        }
-    });
+    let listener = match net {
+        Net::Unix => Endpoint::Unix(dir.path().join("w0.sock")),
+        Net::Tcp => Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
+    }
+    .bind()
+    .unwrap();
+    // A port 0 listener says which port it took.
+    let endpoint = listener.endpoint().unwrap();
+    tokio::spawn(wire.transport().serve(
+        listener,
+        Arc::new(server),
+        Box::pin(std::future::pending()),
+    ));
     let (client, _) = Router::new(
         vec!["node".into()],
-        &[Placement::Remote(path)],
+        &[Placement::Remote(endpoint.clone())],
         Wire {
             secret: presented,
             ..wire
@@ -93,6 +113,7 @@ async fn pair_with(transport: Transport, secret: Secret, presented: Secret) -> P
     Pair {
         client,
         mailbox: mailboxes.remove(0).unwrap(),
+        endpoint,
         _dir: dir,
     }
 }
@@ -100,12 +121,12 @@ async fn pair_with(transport: Transport, secret: Secret, presented: Secret) -> P
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_dropped_call_is_cancelled_at_the_callee() {
     let (_, key) = funcs();
-    for transport in TRANSPORTS {
+    for (transport, net) in COMBINATIONS {
         let Pair {
             client,
             mut mailbox,
-            _dir,
-        } = pair(transport).await;
+            ..
+        } = pair(transport, net).await;
         // The caller gives up after 200 ms (its future is dropped).
         let call = client.call_with_deadline(
             0,
@@ -116,27 +137,35 @@ async fn a_dropped_call_is_cancelled_at_the_callee() {
         let (outcome, mut request) = tokio::join!(call, async {
             tokio::time::timeout(Duration::from_secs(5), mailbox.recv())
                 .await
-                .expect("the call reaches the node")
+                .unwrap_or_else(|_| {
+                    panic!("{transport:?} over {net:?}: the call never reached the node")
+                })
                 .unwrap()
         });
-        assert_eq!(outcome.err(), Some(CallError::Timeout), "{transport:?}");
+        assert_eq!(
+            outcome.err(),
+            Some(CallError::Timeout),
+            "{transport:?} over {net:?}"
+        );
         // The callee learns that nobody waits for this reply any more (a
         // node skips such calls if it has not started them).
         tokio::time::timeout(Duration::from_secs(5), request.reply.closed())
             .await
-            .unwrap_or_else(|_| panic!("{transport:?}: the cancel never reached the callee"));
+            .unwrap_or_else(|_| {
+                panic!("{transport:?} over {net:?}: the cancel never reached the callee")
+            });
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn concurrent_replies_reach_their_own_callers() {
     let (_, key) = funcs();
-    for transport in TRANSPORTS {
+    for (transport, net) in COMBINATIONS {
         let Pair {
             client,
             mut mailbox,
-            _dir,
-        } = pair(transport).await;
+            ..
+        } = pair(transport, net).await;
         // Answer the calls in reverse order of arrival, the first with an
         // error: each caller must get its own reply.
         let server = tokio::spawn(async move {
@@ -159,15 +188,15 @@ async fn concurrent_replies_reach_their_own_callers() {
         let started = tokio::time::timeout(Duration::from_millis(100), &mut first).await;
         assert!(
             started.is_err(),
-            "{transport:?}: no reply before the others"
+            "{transport:?} over {net:?}: no reply before the others"
         );
         let (a, b, c) = tokio::join!(first, call(), call());
         assert_eq!(
             a.err(),
             Some(CallError::RemoteTrap("first".into())),
-            "{transport:?}"
+            "{transport:?} over {net:?}"
         );
-        assert!(b.is_ok() && c.is_ok(), "{transport:?}");
+        assert!(b.is_ok() && c.is_ok(), "{transport:?} over {net:?}");
         server.await.unwrap();
     }
 }
@@ -184,112 +213,308 @@ fn frame(kind: u8, id: u64, body: &[u8]) -> Vec<u8> {
 /// Send `bytes` on a new connection; all that comes back until the server
 /// closes it or a second passes. (Closing our side would tell the server
 /// that the caller is gone, and it would drop the call.)
-async fn exchange(path: std::path::PathBuf, bytes: Vec<u8>) -> Vec<u8> {
+async fn exchange(endpoint: &Endpoint, bytes: Vec<u8>) -> Vec<u8> {
     use std::io::{Read, Write};
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
+    fn talk(mut stream: impl Read + Write, bytes: &[u8]) -> Vec<u8> {
         // The server may close before taking everything: that is an answer.
-        let _ = stream.write_all(&bytes);
+        let _ = stream.write_all(bytes);
         let mut reply = Vec::new();
         let _ = stream.read_to_end(&mut reply);
         reply
+    }
+    let endpoint = endpoint.clone();
+    tokio::task::spawn_blocking(move || {
+        let timeout = Some(Duration::from_secs(1));
+        match endpoint {
+            Endpoint::Unix(path) => {
+                let stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+                stream.set_read_timeout(timeout).unwrap();
+                talk(stream, &bytes)
+            }
+            Endpoint::Tcp(addr) => {
+                let stream = std::net::TcpStream::connect(addr).unwrap();
+                stream.set_read_timeout(timeout).unwrap();
+                talk(stream, &bytes)
+            }
+        }
     })
     .await
     .unwrap()
 }
 
+/// One honest call through `client`, answered by the node.
+async fn an_honest_call_is_served(client: &Router, mailbox: &mut Mailbox, what: &str) {
+    let (_, key) = funcs();
+    let (outcome, ()) = tokio::join!(
+        client.call_with_deadline(0, key, Payload::Vals(vec![]), Some(Duration::from_secs(10))),
+        async {
+            let request = mailbox.recv().await.unwrap();
+            let _ = request.reply.send(Ok(Payload::Vals(vec![])));
+        }
+    );
+    assert!(outcome.is_ok(), "{what}: {:?}", outcome.err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn hostile_frames_get_an_error_or_a_closed_connection_never_a_panic() {
     let _turn = WARNING_SITE.lock().await;
+    for net in [Net::Unix, Net::Tcp] {
+        let secret = Secret::generate().unwrap();
+        let Pair {
+            client,
+            mut mailbox,
+            endpoint,
+            _dir,
+        } = pair_with(TransportKind::Socket, net, secret.clone(), secret.clone()).await;
+        // Each connection first presents the secret, as a member would.
+        let hello = frame(4, 0, secret.bytes());
+        let with_hello = |bytes: Vec<u8>| [hello.clone(), bytes].concat();
+
+        // A call to a function key nobody has: an ERROR frame (kind 2) naming it.
+        let mut body = 0u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&99u32.to_le_bytes());
+        body.push(0);
+        let reply = exchange(&endpoint, with_hello(frame(0, 7, &body))).await;
+        assert_eq!(reply.get(4), Some(&2), "{net:?}: an ERROR frame: {reply:?}");
+        assert_eq!(u64::from_le_bytes(reply[5..13].try_into().unwrap()), 7);
+        let message = String::from_utf8_lossy(&reply[14..]).into_owned();
+        assert!(message.contains("no function has key 99"), "{message}");
+
+        // A truncated call, an unknown kind, a length over the limit, half a
+        // header: an error reply or a closed connection.
+        for bytes in [
+            frame(0, 1, &[1, 2]),
+            frame(9, 1, &[]),
+            u32::MAX.to_le_bytes().to_vec(),
+            vec![5, 0],
+        ] {
+            let reply = exchange(&endpoint, with_hello(bytes.clone())).await;
+            assert!(
+                reply.is_empty() || reply[4] == 2,
+                "{net:?}: {bytes:?}: no reply, or an error: {reply:?}"
+            );
+        }
+
+        // The server still serves honest callers.
+        an_honest_call_is_served(&client, &mut mailbox, &format!("{net:?}")).await;
+    }
+}
+
+/// A client of the gRPC stream, presenting `secret`, and its stream of replies.
+async fn open_grpc_stream(
+    endpoint: &Endpoint,
+    secret: &Secret,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<proto::CallMessage>,
+    Result<tonic::Streaming<proto::ReplyMessage>, tonic::Status>,
+) {
+    let mut client = proto::courier_client::CourierClient::with_interceptor(
+        proto::channel(endpoint),
+        proto::PresentSecret::new(secret),
+    );
+    let (calls, outgoing) = tokio::sync::mpsc::unbounded_channel();
+    let replies = client
+        .calls(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            outgoing,
+        ))
+        .await
+        .map(tonic::Response::into_inner);
+    (calls, replies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn hostile_grpc_messages_get_an_error_or_a_closed_stream_never_a_panic() {
+    let _turn = WARNING_SITE.lock().await;
+    for net in [Net::Unix, Net::Tcp] {
+        let secret = Secret::generate().unwrap();
+        let Pair {
+            client,
+            mut mailbox,
+            endpoint,
+            _dir,
+        } = pair_with(TransportKind::Grpc, net, secret.clone(), secret.clone()).await;
+        let (calls, replies) = open_grpc_stream(&endpoint, &secret).await;
+        let mut replies = replies.expect("a member's stream opens");
+        let call = |id: u64, func: u32, args: Vec<u8>| proto::CallMessage {
+            id,
+            kind: Some(proto::call_message::Kind::Call(proto::CallRequest {
+                target: 0,
+                func,
+                args,
+                typed: false,
+            })),
+        };
+        // An unknown function key, arguments that do not decode, a target
+        // nobody is, a message of no kind known: each an error for its id.
+        let hostile = [
+            (call(7, 99, vec![]), "no function has key 99"),
+            (call(8, 0, vec![1, 2]), "cannot decode arguments"),
+            (
+                proto::CallMessage {
+                    id: 9,
+                    kind: Some(proto::call_message::Kind::Call(proto::CallRequest {
+                        target: 5,
+                        ..Default::default()
+                    })),
+                },
+                "no node has id 5",
+            ),
+            (
+                proto::CallMessage { id: 10, kind: None },
+                "unknown message kind",
+            ),
+        ];
+        for (message, expected) in hostile {
+            let id = message.id;
+            calls.send(message).unwrap();
+            let reply = tokio::time::timeout(Duration::from_secs(10), replies.message())
+                .await
+                .expect("an answer")
+                .expect("the stream goes on")
+                .expect("a reply");
+            assert_eq!(reply.id, id, "{net:?}");
+            match reply.reply.and_then(|r| r.outcome) {
+                Some(proto::call_reply::Outcome::Error(e)) => {
+                    assert!(e.message.contains(expected), "{net:?}: {}", e.message)
+                }
+                other => panic!("{net:?}: {expected}: {other:?}"),
+            }
+        }
+        // A cancel of a call that does not exist changes nothing.
+        calls
+            .send(proto::CallMessage {
+                id: 77,
+                kind: Some(proto::call_message::Kind::Cancel(proto::Cancel {})),
+            })
+            .unwrap();
+        drop(calls);
+
+        // Garbage where HTTP/2 should open, a framed HELLO, HTTP/1: closed.
+        for bytes in [
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            frame(4, 0, secret.bytes()),
+            vec![0xff; 100],
+        ] {
+            let reply = exchange(&endpoint, bytes.clone()).await;
+            // HTTP/2 may say why (a GOAWAY frame) before it closes.
+            assert!(reply.len() < 200, "{net:?}: {bytes:?}: {reply:?}");
+        }
+
+        // The server still serves honest callers.
+        an_honest_call_is_served(&client, &mut mailbox, &format!("{net:?}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_grpc_message_over_the_size_limit_ends_its_stream_not_the_server() {
     let secret = Secret::generate().unwrap();
     let Pair {
         client,
         mut mailbox,
+        endpoint,
         _dir,
-    } = pair_with(Transport::Socket, secret.clone(), secret.clone()).await;
-    let path = _dir.path().join("w0.sock");
-    // Each connection first presents the secret, as a member would.
-    let hello = frame(4, 0, secret.bytes());
-    let with_hello = |bytes: Vec<u8>| [hello.clone(), bytes].concat();
-
-    // A call to a function key nobody has: an ERROR frame (kind 2) naming it.
-    let mut body = 0u32.to_le_bytes().to_vec();
-    body.extend_from_slice(&99u32.to_le_bytes());
-    body.push(0);
-    let reply = exchange(path.clone(), with_hello(frame(0, 7, &body))).await;
-    assert_eq!(reply.get(4), Some(&2), "an ERROR frame: {reply:?}");
-    assert_eq!(u64::from_le_bytes(reply[5..13].try_into().unwrap()), 7);
-    let message = String::from_utf8_lossy(&reply[14..]).into_owned();
-    assert!(message.contains("no function has key 99"), "{message}");
-
-    // A truncated call, an unknown kind, a length over the limit, half a
-    // header: an error reply or a closed connection.
-    for bytes in [
-        frame(0, 1, &[1, 2]),
-        frame(9, 1, &[]),
-        u32::MAX.to_le_bytes().to_vec(),
-        vec![5, 0],
-    ] {
-        let reply = exchange(path.clone(), with_hello(bytes.clone())).await;
+    } = pair_with(
+        TransportKind::Grpc,
+        Net::Tcp,
+        secret.clone(),
+        secret.clone(),
+    )
+    .await;
+    let Endpoint::Tcp(addr) = endpoint else {
+        unreachable!()
+    };
+    // A gRPC message whose length prefix says 4 GiB, sent on an honest
+    // stream with raw HTTP/2.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/lp.v1.Courier/Calls"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("lp-secret", secret.to_hex())
+        .body(())
+        .unwrap();
+    let (response, mut body) = h2.send_request(request, false).unwrap();
+    body.send_data(
+        bytes::Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
+        false,
+    )
+    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("an answer");
+    // Refused: an error status in the trailers, or the stream reset.
+    if let Ok(response) = response {
+        let mut body = response.into_body();
+        while let Some(Ok(_)) = body.data().await {}
+        let status = body
+            .trailers()
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| t.get("grpc-status").cloned());
         assert!(
-            reply.is_empty() || reply[4] == 2,
-            "{bytes:?}: no reply, or an error: {reply:?}"
+            status.is_none_or(|s| s != "0"),
+            "an oversized message was accepted"
         );
     }
-
-    // The server still serves honest callers.
-    let (_, key) = funcs();
-    let (outcome, request) = tokio::join!(client.call(0, key, Payload::Vals(vec![])), async {
-        let request = mailbox.recv().await.unwrap();
-        let _ = request.reply.send(Ok(Payload::Vals(vec![])));
-    });
-    let () = request;
-    assert!(outcome.is_ok(), "{:?}", outcome.err());
+    an_honest_call_is_served(&client, &mut mailbox, "after an oversized message").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn only_members_of_the_launch_are_served() {
     let _turn = WARNING_SITE.lock().await;
     let (_, key) = funcs();
-    for transport in TRANSPORTS {
+    for (transport, net) in COMBINATIONS {
         // A client with another launch's secret: refused, as a typed error.
         let secret = Secret::generate().unwrap();
         let Pair {
             client,
             mut mailbox,
+            endpoint,
             _dir,
-        } = pair_with(transport, secret.clone(), Secret::generate().unwrap()).await;
+        } = pair_with(transport, net, secret.clone(), Secret::generate().unwrap()).await;
         let outcome = client
             .call_with_deadline(0, key, Payload::Vals(vec![]), Some(Duration::from_secs(5)))
             .await;
         assert!(
             matches!(&outcome, Err(CallError::Unreachable(_))),
-            "{transport:?}: {:?}",
+            "{transport:?} over {net:?}: {:?}",
             outcome.err()
         );
         assert!(
             mailbox.try_recv().is_err(),
-            "{transport:?}: the call reached the node"
+            "{transport:?} over {net:?}: the call reached the node"
         );
 
-        if transport == Transport::Socket {
-            // Raw bytes with no secret, or a call before it: closed, unanswered.
-            let path = _dir.path().join("w0.sock");
-            let mut call = 0u32.to_le_bytes().to_vec();
-            call.extend_from_slice(&0u32.to_le_bytes());
-            call.push(0);
-            for bytes in [
-                frame(0, 1, &call),
-                frame(4, 0, &[0; 32]),
-                b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-            ] {
-                assert_eq!(exchange(path.clone(), bytes).await, Vec::<u8>::new());
+        match transport {
+            TransportKind::Socket => {
+                // Raw bytes with no secret, or a call before it: closed, unanswered.
+                let mut call = 0u32.to_le_bytes().to_vec();
+                call.extend_from_slice(&0u32.to_le_bytes());
+                call.push(0);
+                for bytes in [
+                    frame(0, 1, &call),
+                    frame(4, 0, &[0; 32]),
+                    b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+                ] {
+                    assert_eq!(exchange(&endpoint, bytes).await, Vec::<u8>::new());
+                }
             }
-            assert!(mailbox.try_recv().is_err(), "a raw call reached the node");
+            TransportKind::Grpc => {
+                // The stream itself is refused when it opens.
+                let (_calls, replies) =
+                    open_grpc_stream(&endpoint, &Secret::generate().unwrap()).await;
+                assert_eq!(
+                    replies.err().map(|status| status.code()),
+                    Some(tonic::Code::Unauthenticated),
+                    "{net:?}"
+                );
+            }
         }
+        assert!(mailbox.try_recv().is_err(), "a raw call reached the node");
     }
 }
 
@@ -339,8 +564,16 @@ async fn only_a_connection_with_a_bad_secret_is_warned_about() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let secret = Secret::generate().unwrap();
-    let Pair { _dir, .. } = pair_with(Transport::Socket, secret.clone(), secret.clone()).await;
-    let path = _dir.path().join("w0.sock");
+    let Pair { endpoint, _dir, .. } = pair_with(
+        TransportKind::Socket,
+        Net::Unix,
+        secret.clone(),
+        secret.clone(),
+    )
+    .await;
+    let Endpoint::Unix(path) = endpoint.clone() else {
+        unreachable!()
+    };
 
     // A member that connects and goes away before it says anything (a
     // process ending under its connection) is no intruder.
@@ -348,20 +581,14 @@ async fn only_a_connection_with_a_bad_secret_is_warned_about() {
         drop(std::os::unix::net::UnixStream::connect(&path).unwrap());
     }
     // An honest hello, then nothing.
-    assert_eq!(
-        exchange(path.clone(), frame(4, 0, secret.bytes())).await,
-        b""
-    );
+    assert_eq!(exchange(&endpoint, frame(4, 0, secret.bytes())).await, b"");
     assert_eq!(log.refusals(), 0, "no bad secret was presented");
 
     // A wrong secret, and a call before any hello: each warned about once.
     let wrong = Secret::generate().unwrap();
-    assert_eq!(
-        exchange(path.clone(), frame(4, 0, wrong.bytes())).await,
-        b""
-    );
+    assert_eq!(exchange(&endpoint, frame(4, 0, wrong.bytes())).await, b"");
     assert_eq!(log.refusals_reaching(1).await, 1);
-    assert_eq!(exchange(path.clone(), frame(0, 1, &[0; 9])).await, b"");
+    assert_eq!(exchange(&endpoint, frame(0, 1, &[0; 9])).await, b"");
     assert_eq!(log.refusals_reaching(2).await, 2);
 }
 

@@ -1,248 +1,389 @@
-//! The courier between processes: gRPC (tonic) over Unix sockets. Each
-//! worker process serves `Courier.Call` for the nodes it hosts; a caller in
-//! another process reaches them through a [`Remote`] route. Values travel in
-//! the binary encoding of `codec` (or the typed-shape encoding), directed by
-//! the function's [`Signature`].
+//! The gRPC transport (tonic + prost): one long-lived bidirectional
+//! `Courier.Calls` stream per pair of processes carries every call from one
+//! to the other, each message tagged with an id that its reply carries back
+//! (as the framed transport's frames are), so a call costs a message each
+//! way and no HTTP/2 stream of its own. The launch's secret is checked once,
+//! when the stream opens. Dropping a call sends a `Cancel` for its id. The
+//! HTTP/2 connection runs on a [`SpinIo`], whose reads spin briefly before
+//! they park, as the framed transport's do.
+//!
+//! TLS goes in one place: [`client_io`] and [`server_io`] get every socket
+//! this transport dials or accepts, before HTTP/2 runs on it; a TLS
+//! connector and acceptor wrap the stream there.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use futures::future::BoxFuture;
 use hyper_util::rt::TokioIo;
-use tokio::net::{UnixListener, UnixStream};
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::{Channel, Endpoint, Server, Uri};
-use tonic::{Request, Response, Status};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status, Streaming};
 
+use super::endpoint::{Endpoint, Listener};
+use super::spin_socket::{SpinIo, SpinSocket};
+use super::transport::{self, Transport};
 use super::{CallError, FuncKey, Payload, Reply, Router, Secret};
+use crate::lock;
+use crate::proto::courier_client::CourierClient;
+use crate::proto::courier_server::{Courier, CourierServer};
+use crate::proto::{
+    Authenticated, CallMessage, CallReply, CallRequest, Cancel, MAX_MESSAGE, PresentSecret,
+    ReplyMessage, RequireSecret, call_message, call_reply,
+};
 
-/// The generated protocol (proto/lp.proto).
-pub mod proto {
-    tonic::include_proto!("lp.v1");
+/// HTTP/2 flow-control windows: large enough that a 1 MiB call is sent
+/// without waiting for a window update.
+const WINDOW: u32 = 16 << 20;
+
+/// The largest HTTP/2 frame either side accepts (fewer frames per large call).
+const FRAME: u32 = 1 << 20;
+
+/// The gRPC stream transport: readers spin for `spin` before they park;
+/// every stream presents the launch's secret.
+pub struct GrpcStream {
+    spin: Duration,
+    secret: Secret,
 }
 
-use proto::courier_client::CourierClient;
-use proto::courier_server::{Courier, CourierServer};
-use proto::{CallReply, CallRequest, call_error, call_reply};
-
-/// Large payloads are allowed (at least 64 MiB per call).
-pub const MAX_MESSAGE: usize = 1 << 30;
-
-/// The metadata key that carries the launch's secret.
-const SECRET_KEY: &str = "lp-secret";
-
-/// Adds the launch's secret to every request a client sends.
-#[derive(Clone)]
-pub struct PresentSecret(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl PresentSecret {
-    pub fn new(secret: &Secret) -> PresentSecret {
-        PresentSecret(secret.to_hex().parse().expect("hex is valid metadata"))
+impl GrpcStream {
+    pub fn new(spin: Duration, secret: Secret) -> GrpcStream {
+        GrpcStream { spin, secret }
     }
 }
 
-impl tonic::service::Interceptor for PresentSecret {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert(SECRET_KEY, self.0.clone());
-        Ok(request)
+impl Transport for GrpcStream {
+    fn connect(&self, endpoint: &Endpoint) -> Arc<dyn transport::Remote> {
+        Arc::new(Remote {
+            endpoint: endpoint.clone(),
+            spin: self.spin,
+            secret: self.secret.clone(),
+            stream: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn serve(
+        &self,
+        listener: Listener,
+        router: Arc<Router>,
+        shutdown: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, Result<()>> {
+        Box::pin(serve(
+            listener,
+            router,
+            self.spin,
+            self.secret.clone(),
+            shutdown,
+        ))
     }
 }
 
-/// Refuses every request that does not carry the launch's secret.
-#[derive(Clone)]
-pub struct RequireSecret(pub Arc<Secret>);
+/// The socket of an outgoing connection, as HTTP/2 will run on it (a TLS
+/// connector wraps it here).
+fn client_io(socket: Arc<SpinSocket>) -> SpinIo {
+    SpinIo::new(socket)
+}
 
-impl tonic::service::Interceptor for RequireSecret {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let presented = request
-            .metadata()
-            .get(SECRET_KEY)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| hex::decode(v).ok());
-        match presented {
-            Some(bytes) if self.0.matches(&bytes) => Ok(request),
-            _ => Err(Status::unauthenticated(
-                "this endpoint serves the members of one launch only",
-            )),
+/// The socket of an accepted connection, as HTTP/2 will run on it (a TLS
+/// acceptor wraps it here).
+fn server_io(socket: Arc<SpinSocket>) -> SpinIo {
+    SpinIo::new(socket)
+}
+
+impl Connected for SpinIo {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) {}
+}
+
+/// What a caller waits for: its call's reply, or the stream's end.
+type Pending = Mutex<HashMap<u64, oneshot::Sender<CallReply>>>;
+
+/// The caller's end of one open `Calls` stream.
+struct CallStream {
+    calls: mpsc::UnboundedSender<CallMessage>,
+    pending: Arc<Pending>,
+    next_id: AtomicU64,
+    closed: Arc<AtomicBool>,
+}
+
+impl CallStream {
+    /// Open the stream on a connection to `endpoint` (once it listens).
+    async fn open(
+        endpoint: &Endpoint,
+        spin: Duration,
+        secret: &Secret,
+        router: &Router,
+    ) -> Result<CallStream, CallError> {
+        let transport_error =
+            |e: &dyn std::fmt::Display| CallError::Unreachable(format!("transport: {e}"));
+        let connected = endpoint.dial_when_ready(router.stop_signal()).await?;
+        let io = SpinSocket::new(connected, spin)
+            .map(client_io)
+            .map_err(|e| transport_error(&e))?;
+        // The channel runs on this one connection: a broken stream is
+        // opened again by a later call, on a new connection.
+        let io = Mutex::new(Some(io));
+        let channel = tonic::transport::Endpoint::from_static("http://lp.local")
+            .initial_stream_window_size(WINDOW)
+            .initial_connection_window_size(WINDOW)
+            .max_frame_size(FRAME)
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let io = lock(&io).take();
+                async move {
+                    io.map(TokioIo::new)
+                        .ok_or_else(|| std::io::Error::other("the connection is closed"))
+                }
+            }))
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let mut client: CourierClient<Authenticated> =
+            CourierClient::with_interceptor(channel, PresentSecret::new(secret))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE);
+        let (calls, outgoing) = mpsc::unbounded_channel();
+        let mut replies = client
+            .calls(UnboundedReceiverStream::new(outgoing))
+            .await
+            .map_err(|status| {
+                if router.stop_signal().is_stopping() {
+                    CallError::Stopping
+                } else {
+                    transport_error(&status.message())
+                }
+            })?
+            .into_inner();
+        let pending: Arc<Pending> = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        let (reader_pending, reader_closed) = (pending.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(ReplyMessage { id, reply })) = replies.message().await {
+                if let Some(waiter) = lock(&reader_pending).remove(&id) {
+                    let _ = waiter.send(reply.unwrap_or_default());
+                }
+            }
+            // Waiters see their sender dropped: the stream is gone.
+            reader_closed.store(true, Ordering::Release);
+            lock(&reader_pending).clear();
+        });
+        Ok(CallStream {
+            calls,
+            pending,
+            next_id: AtomicU64::new(0),
+            closed,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.calls.is_closed()
+    }
+}
+
+/// Sends a `Cancel` for a call whose caller stopped waiting.
+struct CancelOnDrop<'a> {
+    stream: &'a CallStream,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.done && lock(&self.stream.pending).remove(&self.id).is_some() {
+            let _ = self.stream.calls.send(CallMessage {
+                id: self.id,
+                kind: Some(call_message::Kind::Cancel(Cancel {})),
+            });
         }
     }
 }
 
-/// A client of a launch's endpoint, presenting its secret.
-pub type Authenticated = tonic::service::interceptor::InterceptedService<Channel, PresentSecret>;
-
-/// A channel to the process listening on a Unix socket; connects lazily.
-pub fn channel(socket: &Path) -> Channel {
-    let socket = socket.to_path_buf();
-    // The URI is required by tonic but unused: the connector dials the socket.
-    Endpoint::from_static("http://lp.local").connect_with_connector_lazy(tower::service_fn(
-        move |_: Uri| {
-            let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-        },
-    ))
-}
-
-/// The nodes of another process, reached over its socket.
-pub struct Remote {
-    client: CourierClient<Authenticated>,
-    socket: PathBuf,
-    /// Whether the process has been seen listening since it (re)started.
-    ready: AtomicBool,
+/// The nodes of another process, reached over one `Calls` stream.
+struct Remote {
+    endpoint: Endpoint,
+    spin: Duration,
+    secret: Secret,
+    stream: tokio::sync::Mutex<Option<Arc<CallStream>>>,
 }
 
 impl Remote {
-    pub fn new(socket: &Path, secret: Secret) -> Remote {
-        let client = CourierClient::with_interceptor(channel(socket), PresentSecret::new(&secret))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
-        Remote {
-            client,
-            socket: socket.to_path_buf(),
-            ready: AtomicBool::new(false),
+    /// The open stream, else a new one.
+    async fn stream(&self, router: &Router) -> Result<Arc<CallStream>, CallError> {
+        let mut current = self.stream.lock().await;
+        if let Some(stream) = current.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(stream.clone());
         }
+        let stream =
+            Arc::new(CallStream::open(&self.endpoint, self.spin, &self.secret, router).await?);
+        *current = Some(stream.clone());
+        Ok(stream)
     }
 
-    /// Wait until the process listens (wait-for-ready); the caller's
-    /// deadline bounds the wait.
-    async fn wait_ready(&self, router: &Router) -> Result<(), CallError> {
-        let mut backoff = Duration::from_micros(500);
-        while !self.ready.load(Ordering::Acquire) {
-            if UnixStream::connect(&self.socket).await.is_ok() {
-                self.ready.store(true, Ordering::Release);
-            } else if router.stop_signal().is_stopping() {
-                return Err(CallError::Stopping);
-            } else {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(50));
-            }
-        }
-        Ok(())
-    }
-
-    /// Send one call. A call sent once is never sent again: if the process
-    /// dies under it, the caller gets an error, and later calls wait for
-    /// the process to be back (if it is restarted).
-    pub async fn call(&self, router: &Router, target: u32, func: FuncKey, args: Payload) -> Reply {
+    async fn send(&self, router: &Router, target: u32, func: FuncKey, args: Payload) -> Reply {
         let signature = router.signature(func);
-        let (bytes, typed) = signature
+        let (args, typed) = signature
             .encode_args(&args)
-            .map_err(|e| CallError::Unreachable(format!("cannot encode arguments: {e}")))?;
-        let request = CallRequest {
-            target,
-            func: func.0,
-            args: bytes,
-            typed,
+            .map_err(|e| transport::cannot_encode("arguments", e))?;
+        let stream = self.stream(router).await?;
+        let id = stream.next_id.fetch_add(1, Ordering::Relaxed);
+        let (waiter, reply) = oneshot::channel();
+        lock(&stream.pending).insert(id, waiter);
+        if stream.is_closed() {
+            lock(&stream.pending).remove(&id);
+            return Err(CallError::connection_lost(router.stop_signal()));
+        }
+        let mut cancel = CancelOnDrop {
+            stream: &stream,
+            id,
+            done: false,
         };
-        self.wait_ready(router).await?;
-        let mut client = self.client.clone();
-        let reply = match client.call(Request::new(request)).await {
-            Ok(reply) => reply.into_inner(),
-            Err(status) => {
-                self.ready.store(false, Ordering::Release);
-                return Err(from_status(&status, router));
+        let call = CallMessage {
+            id,
+            kind: Some(call_message::Kind::Call(CallRequest {
+                target,
+                func: func.0,
+                args,
+                typed,
+            })),
+        };
+        if stream.calls.send(call).is_err() {
+            return Err(CallError::connection_lost(router.stop_signal()));
+        }
+        let reply = reply.await;
+        cancel.done = true;
+        match reply.map(|r| r.outcome) {
+            Ok(Some(call_reply::Outcome::Results(bytes))) => {
+                transport::decode_results(signature, &bytes, typed)
             }
-        };
-        match reply.outcome {
-            Some(call_reply::Outcome::Results(bytes)) => signature
-                .decode_results(&bytes, typed)
-                .map_err(|e| CallError::Unreachable(format!("cannot decode the reply: {e}"))),
-            Some(call_reply::Outcome::Error(e)) => Err(from_proto(e)),
-            None => Err(CallError::Unreachable("empty reply".into())),
+            Ok(Some(call_reply::Outcome::Error(e))) => {
+                Err(CallError::from_wire(e.kind.into(), e.message))
+            }
+            Ok(None) => Err(CallError::Unreachable("empty reply".into())),
+            Err(_) => Err(CallError::connection_lost(router.stop_signal())),
         }
     }
 }
 
-fn from_status(status: &Status, router: &Router) -> CallError {
-    if router.stop_signal().is_stopping() {
-        CallError::Stopping
-    } else {
-        CallError::Unreachable(format!("transport: {}", status.message()))
+impl transport::Remote for Remote {
+    fn call<'a>(
+        &'a self,
+        router: &'a Router,
+        target: u32,
+        func: FuncKey,
+        args: Payload,
+    ) -> BoxFuture<'a, Reply> {
+        Box::pin(self.send(router, target, func, args))
     }
 }
 
-fn from_proto(e: proto::CallError) -> CallError {
-    match call_error::Kind::try_from(e.kind).unwrap_or(call_error::Kind::Unreachable) {
-        call_error::Kind::Unreachable => CallError::Unreachable(e.message),
-        call_error::Kind::Timeout => CallError::Timeout,
-        call_error::Kind::RemoteTrap => CallError::RemoteTrap(e.message),
-        call_error::Kind::Stopping => CallError::Stopping,
+/// The reply to one call that arrived.
+async fn answer(router: &Router, call: CallRequest) -> CallReply {
+    let outcome = async {
+        let func = FuncKey(call.func);
+        let (signature, results) =
+            transport::serve_call(router, call.target, func, &call.args, call.typed).await?;
+        signature
+            .encode_results(&results)
+            .map_err(|e| transport::cannot_encode("results", e))
     }
-}
-
-fn to_proto(e: CallError) -> proto::CallError {
-    let (kind, message) = match e {
-        CallError::Unreachable(m) => (call_error::Kind::Unreachable, m),
-        CallError::Timeout => (call_error::Kind::Timeout, String::new()),
-        CallError::RemoteTrap(m) => (call_error::Kind::RemoteTrap, m),
-        CallError::Stopping => (call_error::Kind::Stopping, String::new()),
+    .await;
+    let outcome = match outcome {
+        Ok(bytes) => call_reply::Outcome::Results(bytes),
+        Err(e) => call_reply::Outcome::Error(error_message(&e)),
     };
-    proto::CallError {
-        kind: kind as i32,
-        message,
+    CallReply {
+        outcome: Some(outcome),
     }
 }
 
-/// Serves `Courier.Call` into the nodes of this process.
+fn error_message(error: &CallError) -> crate::proto::CallError {
+    let (kind, message) = error.to_wire();
+    crate::proto::CallError {
+        kind: kind.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Serves `Courier.Calls` into the nodes of this process: each call as a
+/// task of its own (a `Cancel` aborts it).
 struct CourierService {
     router: Arc<Router>,
 }
 
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<ReplyMessage, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Courier for CourierService {
-    async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallReply>, Status> {
-        let CallRequest {
-            target,
-            func,
-            args,
-            typed,
-        } = request.into_inner();
-        let func = FuncKey(func);
-        let outcome = async {
-            let signature = self.router.signature_of_received(func)?;
-            let args = signature
-                .decode_args(&args, typed)
-                .map_err(|e| CallError::Unreachable(format!("cannot decode arguments: {e}")))?;
-            // The caller's side keeps the deadline.
-            let results = self
-                .router
-                .call_with_deadline(target, func, args, None)
-                .await?;
-            signature
-                .encode_results(&results)
-                .map_err(|e| CallError::Unreachable(format!("cannot encode results: {e}")))
-        }
-        .await;
-        let outcome = match outcome {
-            Ok(bytes) => call_reply::Outcome::Results(bytes),
-            Err(e) => call_reply::Outcome::Error(to_proto(e)),
-        };
-        Ok(Response::new(CallReply {
-            outcome: Some(outcome),
-        }))
+    type CallsStream = ReplyStream;
+
+    async fn calls(
+        &self,
+        request: Request<Streaming<CallMessage>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (replies, outgoing) = mpsc::unbounded_channel();
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let calls: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Arc::default();
+            while let Ok(Some(CallMessage { id, kind })) = incoming.message().await {
+                match kind {
+                    Some(call_message::Kind::Call(call)) => {
+                        let (router, replies, finished) =
+                            (router.clone(), replies.clone(), calls.clone());
+                        // Registered before the task can run, so it can
+                        // always remove itself.
+                        let mut running = lock(&calls);
+                        let task = tokio::spawn(async move {
+                            let reply = answer(&router, call).await;
+                            lock(&finished).remove(&id);
+                            let _ = replies.send(Ok(ReplyMessage {
+                                id,
+                                reply: Some(reply),
+                            }));
+                        });
+                        running.insert(id, task.abort_handle());
+                    }
+                    Some(call_message::Kind::Cancel(Cancel {})) => {
+                        if let Some(call) = lock(&calls).remove(&id) {
+                            call.abort();
+                        }
+                    }
+                    // A kind this host does not know: an error for that id.
+                    None => {
+                        let error = CallError::Unreachable("unknown message kind".into());
+                        let reply = CallReply {
+                            outcome: Some(call_reply::Outcome::Error(error_message(&error))),
+                        };
+                        let _ = replies.send(Ok(ReplyMessage {
+                            id,
+                            reply: Some(reply),
+                        }));
+                    }
+                }
+            }
+            // The caller is gone: so are the calls it was waiting for.
+            for (_, call) in lock(&calls).drain() {
+                call.abort();
+            }
+        });
+        Ok(Response::new(
+            Box::pin(UnboundedReceiverStream::new(outgoing)) as ReplyStream,
+        ))
     }
 }
 
-/// Listen on `socket` (inside a tokio runtime).
-pub fn bind(socket: &Path) -> Result<UnixListener> {
-    let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    // Its owner's only, whatever the umask (the run directory is, too).
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {} to its owner", socket.display()))?;
-    Ok(listener)
-}
-
 /// Serve calls into `router`'s local nodes until `shutdown` resolves.
-pub async fn serve(
-    listener: UnixListener,
+async fn serve(
+    listener: Listener,
     router: Arc<Router>,
+    spin: Duration,
     secret: Secret,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: BoxFuture<'static, ()>,
 ) -> Result<()> {
     let service = CourierServer::new(CourierService { router })
         .max_decoding_message_size(MAX_MESSAGE)
@@ -251,9 +392,20 @@ pub async fn serve(
         service,
         RequireSecret(Arc::new(secret)),
     );
-    Server::builder()
+    let incoming = futures::stream::unfold(listener, move |listener| async move {
+        let accepted = listener
+            .accept()
+            .await
+            .and_then(|connected| SpinSocket::new(connected, spin))
+            .map(server_io);
+        Some((accepted, listener))
+    });
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .max_frame_size(FRAME)
         .add_service(service)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("courier server failed")
 }

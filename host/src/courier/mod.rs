@@ -4,9 +4,14 @@
 //! Errors reach the caller as a typed [`CallError`], never as a caller trap.
 
 pub mod codec;
+pub mod directory;
+pub mod endpoint;
+mod error;
 pub mod grpc;
 mod secret;
 pub mod socket;
+pub(crate) mod spin_socket;
+pub mod transport;
 mod typecheck;
 
 use std::any::Any;
@@ -21,46 +26,12 @@ use wasmtime::component::types::Type;
 use codec::CodecError;
 
 use crate::stop::StopSignal;
+pub use directory::Directory;
+pub use endpoint::{Endpoint, Listener};
+pub use error::CallError;
 pub use secret::Secret;
+pub use transport::{Remote, Transport, TransportKind};
 pub use typecheck::{check_client_shape, check_edge, describe};
-
-/// Why a call did not return a value (mirrors `lp:node/types.call-error`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CallError {
-    Unreachable(String),
-    Timeout,
-    RemoteTrap(String),
-    Stopping,
-}
-
-impl CallError {
-    /// As the guest's `call-error` variant.
-    pub fn to_val(&self) -> Val {
-        match self {
-            CallError::Unreachable(why) => Val::Variant(
-                "unreachable".into(),
-                Some(Box::new(Val::String(why.clone()))),
-            ),
-            CallError::Timeout => Val::Variant("timeout".into(), None),
-            CallError::RemoteTrap(msg) => Val::Variant(
-                "remote-trap".into(),
-                Some(Box::new(Val::String(msg.clone()))),
-            ),
-            CallError::Stopping => Val::Variant("stopping".into(), None),
-        }
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Unreachable(why) => write!(f, "target unreachable: {why}"),
-            CallError::Timeout => write!(f, "call timed out"),
-            CallError::RemoteTrap(msg) => write!(f, "target trapped: {msg}"),
-            CallError::Stopping => write!(f, "program is stopping"),
-        }
-    }
-}
 
 /// A call's arguments (after the target handle) or its results: dynamic
 /// component values, or, for calls of a common shape, the typed Rust value
@@ -299,49 +270,38 @@ pub type Mailbox = mpsc::UnboundedReceiver<Request>;
 enum Route {
     /// A node in this process.
     Local(mpsc::UnboundedSender<Request>),
-    /// A node in another process, over the framed socket transport.
-    Socket(Arc<socket::Remote>),
-    /// A node in another process, over gRPC.
-    Grpc(Arc<grpc::Remote>),
-}
-
-/// How calls travel between processes.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// Length-prefixed frames on a Unix socket, readers spinning briefly
-    /// before they park: the fast path between processes of one machine.
-    #[default]
-    Socket,
-    /// gRPC (HTTP/2) on a Unix socket.
-    Grpc,
+    /// A node in another process, over the transport.
+    Remote(Arc<dyn Remote>),
 }
 
 /// Where a node runs, as seen from this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Placement {
     Local,
-    /// In the process serving this Unix socket.
-    Remote(std::path::PathBuf),
+    /// In the process listening at this endpoint.
+    Remote(Endpoint),
+    /// In process `process` of the launch, listening where `directory`
+    /// will say once that process has announced it.
+    Announced {
+        directory: Arc<Directory>,
+        process: usize,
+    },
 }
 
 /// How this process reaches the others: the transport, how long a reader
-/// spins before it parks (socket transport), and the launch's secret.
+/// spins before it parks, and the launch's secret.
 #[derive(Clone, Debug)]
 pub struct Wire {
-    pub transport: Transport,
+    pub transport: TransportKind,
     pub spin: Duration,
     pub secret: Secret,
+}
+
+impl Wire {
+    /// The transport these settings make.
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        self.transport.build(self.spin, self.secret.clone())
+    }
 }
 
 /// Delivers calls to nodes by id.
@@ -364,7 +324,7 @@ impl Router {
         let placements = vec![Placement::Local; names.len()];
         // Nothing leaves the process: no transport, no secret needed.
         let wire = Wire {
-            transport: Transport::Socket,
+            transport: TransportKind::Socket,
             spin: Duration::ZERO,
             secret: Secret::unused(),
         };
@@ -389,7 +349,9 @@ impl Router {
         call_timeout: Option<Duration>,
     ) -> (Router, Vec<Option<Mailbox>>) {
         // One route (and connection) per remote process.
-        let mut remotes: HashMap<&std::path::Path, Route> = HashMap::new();
+        let transport = wire.transport();
+        let mut by_endpoint: HashMap<&Endpoint, Arc<dyn Remote>> = HashMap::new();
+        let mut by_process: HashMap<(*const Directory, usize), Arc<dyn Remote>> = HashMap::new();
         let (routes, mailboxes) = placements
             .iter()
             .map(|placement| match placement {
@@ -397,21 +359,24 @@ impl Router {
                     let (tx, rx) = mpsc::unbounded_channel();
                     (Route::Local(tx), Some(rx))
                 }
-                Placement::Remote(socket) => {
-                    let route = remotes
-                        .entry(socket)
-                        .or_insert_with(|| match wire.transport {
-                            Transport::Socket => Route::Socket(Arc::new(socket::Remote::new(
-                                socket,
-                                wire.spin,
-                                wire.secret.clone(),
-                            ))),
-                            Transport::Grpc => Route::Grpc(Arc::new(grpc::Remote::new(
-                                socket,
-                                wire.secret.clone(),
-                            ))),
+                Placement::Remote(endpoint) => {
+                    let remote = by_endpoint
+                        .entry(endpoint)
+                        .or_insert_with(|| transport.connect(endpoint));
+                    (Route::Remote(remote.clone()), None)
+                }
+                Placement::Announced { directory, process } => {
+                    let remote = by_process
+                        .entry((Arc::as_ptr(directory), *process))
+                        .or_insert_with(|| {
+                            Arc::new(directory::Announced {
+                                directory: directory.clone(),
+                                process: *process,
+                                transport: transport.clone(),
+                                remote: Default::default(),
+                            })
                         });
-                    (route.clone(), None)
+                    (Route::Remote(remote.clone()), None)
                 }
             })
             .unzip();
@@ -505,8 +470,7 @@ impl Router {
                 }
                 rx.await.unwrap_or_else(|_| Err(self.gone(target)))
             }
-            Route::Socket(remote) => remote.call(self, target, func, args).await,
-            Route::Grpc(remote) => remote.call(self, target, func, args).await,
+            Route::Remote(remote) => remote.call(self, target, func, args).await,
         }
     }
 

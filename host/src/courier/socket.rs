@@ -1,10 +1,11 @@
-//! The courier between processes of one machine: length-prefixed frames on
-//! a Unix socket, tuned for latency. Each connection has one writer task
+//! The framed transport: length-prefixed frames on a socket (Unix or TCP,
+//! they differ only in how the connection is made), tuned for latency. Each connection has one writer task
 //! (frames from every caller are queued to it, and written back to back) and
 //! one reader task; readers spin on the socket for a short while after each
 //! frame before parking in epoll, because on this kind of machine waking a
-//! parked thread costs far more than the call itself. Values travel in the
-//! same encodings as over gRPC (`codec`, or the typed-shape encoding).
+//! parked thread costs far more than the call itself (`spin_socket`).
+//! Values travel in the same encodings as over gRPC (`codec`, or the
+//! typed-shape encoding).
 //!
 //! Frame: `len: u32` (of what follows), `kind: u8`, `id: u64`, then by kind:
 //! - CALL: `target: u32`, `func: u32`, `typed: u8`, the arguments;
@@ -17,18 +18,18 @@
 //! node has not started it yet, and otherwise discards the reply.
 
 use std::collections::HashMap;
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::{Path, PathBuf};
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use tokio::io::unix::AsyncFd;
-use tokio::net::{UnixListener, UnixStream};
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
+use super::endpoint::{Connection as Connected, Endpoint, Listener};
+use super::spin_socket::SpinSocket;
+use super::transport::{self, Transport};
 use super::{CallError, FuncKey, Payload, Reply, Router, Secret};
 use crate::lock;
 
@@ -88,32 +89,7 @@ struct Frame {
 }
 
 /// A connected socket, shared by its reader and writer tasks.
-type Socket = Arc<AsyncFd<StdUnixStream>>;
-
-/// How much a socket may hold unread: large calls then need fewer
-/// wake-ups of the reader. The system's limit (`net.core.wmem_max`) may
-/// cap it lower; that only costs speed.
-const SEND_BUFFER: libc::c_int = 4 << 20;
-
-fn socket(stream: UnixStream) -> io::Result<Socket> {
-    let stream = stream.into_std()?;
-    stream.set_nonblocking(true)?;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live int,
-    // on a descriptor the stream owns.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&stream),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&SEND_BUFFER as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    // SAFETY: the stream owns its descriptor, and keeps it open and
-    // unchanged until the AsyncFd (its owner) is dropped.
-    let registered = unsafe { AsyncFd::register(stream) };
-    Ok(Arc::new(registered.map_err(|e| e.into_parts().1)?))
-}
+type Socket = Arc<SpinSocket>;
 
 /// Reads frames, spinning for `spin` after each before parking.
 struct FrameReader {
@@ -122,17 +98,15 @@ struct FrameReader {
     /// The unread bytes are `buf[start..end]`.
     start: usize,
     end: usize,
-    spin: Duration,
 }
 
 impl FrameReader {
-    fn new(socket: Socket, spin: Duration) -> FrameReader {
+    fn new(socket: Socket) -> FrameReader {
         FrameReader {
             socket,
             buf: vec![0; 64 * 1024].into_boxed_slice(),
             start: 0,
             end: 0,
-            spin,
         }
     }
 
@@ -161,7 +135,7 @@ impl FrameReader {
                     body.extend_from_slice(&unread[HEADER..]);
                     (self.start, self.end) = (0, 0);
                     while body.len() < body_len {
-                        if read_spare(&self.socket, self.spin, &mut body, body_len).await? == 0 {
+                        if self.socket.read_spare(&mut body, body_len).await? == 0 {
                             return Err(io::ErrorKind::UnexpectedEof.into());
                         }
                     }
@@ -174,7 +148,7 @@ impl FrameReader {
                 self.end -= self.start;
                 self.start = 0;
             }
-            match read_some(&self.socket, self.spin, &mut self.buf[self.end..]).await? {
+            match self.socket.read(&mut self.buf[self.end..]).await? {
                 0 if self.end == 0 => return Ok(None),
                 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
                 n => self.end += n,
@@ -183,77 +157,12 @@ impl FrameReader {
     }
 }
 
-/// Read what is there into `buf`: spin for `spin`, then park until the
-/// socket is readable. Returns the bytes read (0 at end of stream).
-async fn read_some(socket: &Socket, spin: Duration, buf: &mut [u8]) -> io::Result<usize> {
-    read_with(socket, spin, |stream| (&*stream).read(buf)).await
-}
-
-/// Like [`read_some`], into `buf`'s spare capacity, up to `limit` bytes in
-/// all (no zeroing of the room first).
-async fn read_spare(
-    socket: &Socket,
-    spin: Duration,
-    buf: &mut Vec<u8>,
-    limit: usize,
-) -> io::Result<usize> {
-    let want = limit.min(buf.capacity()) - buf.len();
-    let n = read_with(socket, spin, |stream| {
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: read(2) writes at most `want` bytes into the spare
-        // capacity, which is at least that long; the descriptor is the
-        // stream's own.
-        let n = unsafe {
-            libc::read(
-                std::os::fd::AsRawFd::as_raw_fd(stream),
-                spare.as_mut_ptr().cast(),
-                want,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    })
-    .await?;
-    // SAFETY: the first `n` bytes of the spare capacity were just written.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
-}
-
-/// One non-blocking `attempt` at a read after another: spinning for `spin`
-/// while there is nothing, then parking until the socket is readable.
-async fn read_with(
-    socket: &Socket,
-    spin: Duration,
-    mut attempt: impl FnMut(&StdUnixStream) -> io::Result<usize>,
-) -> io::Result<usize> {
-    let mut spinning_since: Option<Instant> = None;
-    loop {
-        match attempt(socket.get_ref()) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let since = *spinning_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < spin {
-                    tokio::task::yield_now().await;
-                } else {
-                    socket.readable().await?.clear_ready();
-                    spinning_since = None;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Write every frame queued on `frames`, then close the socket for writing.
 async fn write_frames(socket: Socket, mut frames: mpsc::UnboundedReceiver<OutFrame>) {
     while let Some(frame) = frames.recv().await {
-        let written = match write_all(&socket, &frame.head).await {
+        let written = match socket.write_all(&frame.head).await {
             Ok(()) => match &frame.tail {
-                Some(tail) => write_all(&socket, tail).await,
+                Some(tail) => socket.write_all(tail).await,
                 None => Ok(()),
             },
             Err(e) => Err(e),
@@ -262,31 +171,12 @@ async fn write_frames(socket: Socket, mut frames: mpsc::UnboundedReceiver<OutFra
             break;
         }
     }
-    let _ = socket.get_ref().shutdown(std::net::Shutdown::Write);
-}
-
-async fn write_all(socket: &Socket, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match socket.get_ref().write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                socket.writable().await?.clear_ready();
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    socket.shutdown(std::net::Shutdown::Write);
 }
 
 fn error_frame(id: u64, error: &CallError) -> FrameBuf {
     let mut frame = FrameBuf::new(ERROR, id);
-    let (kind, message) = match error {
-        CallError::Unreachable(m) => (0, m.as_str()),
-        CallError::Timeout => (1, ""),
-        CallError::RemoteTrap(m) => (2, m.as_str()),
-        CallError::Stopping => (3, ""),
-    };
+    let (kind, message) = error.to_wire();
     frame.0.push(kind);
     frame.0.extend_from_slice(message.as_bytes());
     frame
@@ -294,12 +184,8 @@ fn error_frame(id: u64, error: &CallError) -> FrameBuf {
 
 fn parse_error(body: &[u8]) -> CallError {
     let message = String::from_utf8_lossy(body.get(1..).unwrap_or_default()).into_owned();
-    match body.first() {
-        Some(1) => CallError::Timeout,
-        Some(2) => CallError::RemoteTrap(message),
-        Some(3) => CallError::Stopping,
-        _ => CallError::Unreachable(message),
-    }
+    // An ERROR frame with no kind byte at all is `unreachable` too.
+    CallError::from_wire(body.first().map_or(0, |&k| k.into()), message)
 }
 
 /// What a caller waits for: the reply frame (RESULTS or ERROR), or the
@@ -315,8 +201,8 @@ struct Connection {
 }
 
 impl Connection {
-    fn start(stream: UnixStream, spin: Duration, secret: &Secret) -> io::Result<Connection> {
-        let socket = socket(stream)?;
+    fn start(connected: Connected, spin: Duration, secret: &Secret) -> io::Result<Connection> {
+        let socket = SpinSocket::new(connected, spin)?;
         let (frames, queued) = mpsc::unbounded_channel();
         let mut hello = FrameBuf::new(HELLO, 0);
         hello.0.extend_from_slice(secret.bytes());
@@ -324,7 +210,7 @@ impl Connection {
         let pending: Arc<Pending> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         tokio::spawn(write_frames(socket.clone(), queued));
-        let mut reader = FrameReader::new(socket, spin);
+        let mut reader = FrameReader::new(socket);
         let (reader_pending, reader_closed) = (pending.clone(), closed.clone());
         tokio::spawn(async move {
             while let Ok(Some(frame)) = reader.next().await {
@@ -368,23 +254,14 @@ impl Drop for CancelOnDrop<'_> {
 }
 
 /// The nodes of another process, reached over its socket.
-pub struct Remote {
-    socket: PathBuf,
+struct Remote {
+    endpoint: Endpoint,
     spin: Duration,
     secret: Secret,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
 impl Remote {
-    pub fn new(socket: &Path, spin: Duration, secret: Secret) -> Remote {
-        Remote {
-            socket: socket.to_path_buf(),
-            spin,
-            secret,
-            connection: tokio::sync::Mutex::new(None),
-        }
-    }
-
     /// The open connection, else a new one once the process listens
     /// (wait-for-ready); the caller's deadline bounds the wait.
     async fn connection(&self, router: &Router) -> Result<Arc<Connection>, CallError> {
@@ -392,29 +269,16 @@ impl Remote {
         if let Some(connection) = current.as_ref().filter(|c| !c.is_closed()) {
             return Ok(connection.clone());
         }
-        let mut backoff = Duration::from_micros(500);
-        loop {
-            match UnixStream::connect(&self.socket).await {
-                Ok(stream) => {
-                    let connection = Connection::start(stream, self.spin, &self.secret)
-                        .map(Arc::new)
-                        .map_err(|e| CallError::Unreachable(format!("transport: {e}")))?;
-                    *current = Some(connection.clone());
-                    return Ok(connection);
-                }
-                Err(_) if router.stop_signal().is_stopping() => return Err(CallError::Stopping),
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-            }
-        }
+        let connected = self.endpoint.dial_when_ready(router.stop_signal()).await?;
+        let connection = Connection::start(connected, self.spin, &self.secret)
+            .map(Arc::new)
+            .map_err(|e| CallError::Unreachable(format!("transport: {e}")))?;
+        *current = Some(connection.clone());
+        Ok(connection)
     }
 
-    /// Send one call. A call sent once is never sent again: if the process
-    /// dies under it, the caller gets an error, and later calls wait for
-    /// the process to be back (if it is restarted).
-    pub async fn call(&self, router: &Router, target: u32, func: FuncKey, args: Payload) -> Reply {
+    /// Send one call (see [`transport::Remote::call`]).
+    async fn send(&self, router: &Router, target: u32, func: FuncKey, args: Payload) -> Reply {
         let signature = router.signature(func);
         let connection = self.connection(router).await?;
         let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
@@ -425,7 +289,7 @@ impl Remote {
         // A byte-list argument is sent from its own buffer, not copied.
         let (typed, bytes) = signature
             .encode_args_split(args, &mut frame.0)
-            .map_err(|e| CallError::Unreachable(format!("cannot encode arguments: {e}")))?;
+            .map_err(|e| transport::cannot_encode("arguments", e))?;
         frame.0[HEADER + 8] = typed as u8;
         let frame = frame
             .finish_with(bytes)
@@ -435,7 +299,7 @@ impl Remote {
         lock(&connection.pending).insert(id, waiter);
         if connection.is_closed() {
             lock(&connection.pending).remove(&id);
-            return Err(lost(router));
+            return Err(CallError::connection_lost(router.stop_signal()));
         }
         let mut cancel = CancelOnDrop {
             connection: &connection,
@@ -443,7 +307,7 @@ impl Remote {
             done: false,
         };
         if connection.frames.send(frame).is_err() {
-            return Err(lost(router));
+            return Err(CallError::connection_lost(router.stop_signal()));
         }
         let reply = reply.await;
         cancel.done = true;
@@ -452,30 +316,70 @@ impl Remote {
                 kind: RESULTS,
                 body,
                 ..
-            }) => signature
-                .decode_results(&body, typed)
-                .map_err(|e| CallError::Unreachable(format!("cannot decode the reply: {e}"))),
+            }) => transport::decode_results(signature, &body, typed),
             Ok(Frame {
                 kind: ERROR, body, ..
             }) => Err(parse_error(&body)),
             Ok(_) => Err(CallError::Unreachable("unexpected reply".into())),
-            Err(_) => Err(lost(router)),
+            Err(_) => Err(CallError::connection_lost(router.stop_signal())),
         }
     }
 }
 
-/// The error for a call whose connection broke under it.
-fn lost(router: &Router) -> CallError {
-    if router.stop_signal().is_stopping() {
-        CallError::Stopping
-    } else {
-        CallError::Unreachable("transport: the connection to the target's process was lost".into())
+impl transport::Remote for Remote {
+    fn call<'a>(
+        &'a self,
+        router: &'a Router,
+        target: u32,
+        func: FuncKey,
+        args: Payload,
+    ) -> BoxFuture<'a, Reply> {
+        Box::pin(self.send(router, target, func, args))
+    }
+}
+
+/// The framed transport: readers spin for `spin` before they park; every
+/// connection opens with the launch's secret.
+pub struct Framed {
+    spin: Duration,
+    secret: Secret,
+}
+
+impl Framed {
+    pub fn new(spin: Duration, secret: Secret) -> Framed {
+        Framed { spin, secret }
+    }
+}
+
+impl Transport for Framed {
+    fn connect(&self, endpoint: &Endpoint) -> Arc<dyn transport::Remote> {
+        Arc::new(Remote {
+            endpoint: endpoint.clone(),
+            spin: self.spin,
+            secret: self.secret.clone(),
+            connection: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn serve(
+        &self,
+        listener: Listener,
+        router: Arc<Router>,
+        shutdown: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, Result<()>> {
+        Box::pin(serve(
+            listener,
+            router,
+            self.spin,
+            self.secret.clone(),
+            shutdown,
+        ))
     }
 }
 
 /// Serve calls into `router`'s local nodes until `shutdown` resolves.
-pub async fn serve(
-    listener: UnixListener,
+async fn serve(
+    listener: Listener,
     router: Arc<Router>,
     spin: Duration,
     secret: Secret,
@@ -486,10 +390,10 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = accepted.context("cannot accept a connection")?;
-                match socket(stream) {
+                let connected = accepted.context("cannot accept a connection")?;
+                match SpinSocket::new(connected, spin) {
                     Ok(socket) => {
-                        tokio::spawn(serve_connection(socket, router.clone(), spin, secret.clone()));
+                        tokio::spawn(serve_connection(socket, router.clone(), secret.clone()));
                     }
                     Err(e) => tracing::warn!("dropping a courier connection: {e}"),
                 }
@@ -501,13 +405,8 @@ pub async fn serve(
 
 /// Serve the calls arriving on one connection, each as a task of its own
 /// (a CANCEL aborts it).
-async fn serve_connection(
-    socket: Socket,
-    router: Arc<Router>,
-    spin: Duration,
-    secret: Arc<Secret>,
-) {
-    let mut reader = FrameReader::new(socket.clone(), spin);
+async fn serve_connection(socket: Socket, router: Arc<Router>, secret: Arc<Secret>) {
+    let mut reader = FrameReader::new(socket.clone());
     match reader.next().await {
         Ok(Some(Frame {
             kind: HELLO, body, ..
@@ -519,7 +418,7 @@ async fn serve_connection(
         Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
         _ => {
             tracing::warn!("refused a courier connection that did not present the launch's secret");
-            let _ = socket.get_ref().shutdown(std::net::Shutdown::Both);
+            socket.shutdown(std::net::Shutdown::Both);
             return;
         }
     }
@@ -563,16 +462,11 @@ async fn serve_call(router: &Router, id: u64, body: &[u8]) -> OutFrame {
         let target = u32::from_le_bytes(header[..4].try_into().unwrap());
         let func = FuncKey(u32::from_le_bytes(header[4..8].try_into().unwrap()));
         let typed = header[8] != 0;
-        let signature = router.signature_of_received(func)?;
-        let args = signature
-            .decode_args(args, typed)
-            .map_err(|e| CallError::Unreachable(format!("cannot decode arguments: {e}")))?;
-        // The caller's side keeps the deadline.
-        let results = router.call_with_deadline(target, func, args, None).await?;
+        let (signature, results) = transport::serve_call(router, target, func, args, typed).await?;
         let mut frame = FrameBuf::new(RESULTS, id);
         let bytes = signature
             .encode_results_split(results, &mut frame.0)
-            .map_err(|e| CallError::Unreachable(format!("cannot encode results: {e}")))?;
+            .map_err(|e| transport::cannot_encode("results", e))?;
         frame
             .finish_with(bytes)
             .map_err(|e| CallError::Unreachable(e.to_string()))

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -26,10 +25,9 @@ use super::run_dir;
 use super::supervisor;
 use super::worker::WorkerSpec;
 use super::{LaunchOptions, Plan, lock};
-use crate::courier::grpc::proto::control_server::{Control as ControlService, ControlServer};
-use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
-use crate::courier::grpc::{self};
-use crate::courier::{Placement, Router, Secret, Wire};
+use crate::courier::{Endpoint, Placement, Router, Secret, Wire};
+use crate::proto::control_server::{Control as ControlService, ControlServer};
+use crate::proto::{self, Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::stop::StopSignal;
 
 /// Where the lp-host binary is, to start workers from: as the launch
@@ -115,15 +113,15 @@ pub fn launch(
     };
     let commands = service.commands.clone();
     {
-        let listener = runtime.block_on(async { grpc::bind(&control_socket) })?;
+        let listener = runtime.block_on(async { Endpoint::Unix(control_socket.clone()).bind() })?;
         let shutdown = control.clone();
         runtime.spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(tonic::service::interceptor::InterceptedService::new(
                     ControlServer::new(service),
-                    grpc::RequireSecret(Arc::new(control_secret)),
+                    proto::RequireSecret(Arc::new(control_secret)),
                 ))
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(proto::incoming(listener), async move {
                     shutdown.shutdown.wait().await;
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 })
@@ -198,7 +196,10 @@ pub fn launch(
     // The launcher reaches every node too (tests call them).
     let router = {
         let _enter = runtime.enter();
-        let placements: Vec<Placement> = sockets.iter().cloned().map(Placement::Remote).collect();
+        let placements: Vec<Placement> = sockets
+            .iter()
+            .map(|socket| Placement::Remote(Endpoint::Unix(socket.clone())))
+            .collect();
         let wire = Wire {
             transport: options.transport,
             spin: options.spin,

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use plan::{Plan, plan};
 
-use crate::courier::Transport;
+use crate::courier::TransportKind;
 use crate::output::Output;
 use crate::stop::StopSignal;
 
@@ -77,7 +77,7 @@ pub struct LaunchOptions {
     /// spins before sleeping.
     pub spin: Duration,
     /// How calls travel between processes (local_mp).
-    pub transport: Transport,
+    pub transport: TransportKind,
     /// The lp-host binary local_mp starts as workers (default:
     /// `$LP_HOST_EXE`, else this executable).
     pub worker_exe: Option<std::path::PathBuf>,
@@ -90,7 +90,7 @@ impl Default for LaunchOptions {
             output: Output::terminal(),
             threads: default_threads(),
             spin: pool::default_spin(),
-            transport: Transport::default(),
+            transport: TransportKind::default(),
             worker_exe: None,
         }
     }

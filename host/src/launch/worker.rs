@@ -17,14 +17,12 @@ use super::local_mt::{Wiring, spawn_node, start_nodes, timer_runtime};
 use super::node::{Control, NodeEvent};
 use super::plan;
 use super::run_dir;
-use crate::courier::grpc::proto::control_client::ControlClient;
-use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
-use crate::courier::grpc::{self, channel};
-use crate::courier::socket;
-use crate::courier::{Placement, Router, Secret, Transport, Wire};
+use crate::courier::{Endpoint, Placement, Router, Secret, TransportKind, Wire};
 use crate::credit::Receipt;
 use crate::output::Output;
 use crate::program::{self, Override};
+use crate::proto::control_client::ControlClient;
+use crate::proto::{self, WorkerEvent, command, worker_event};
 use crate::sandbox::Sandbox;
 use crate::stop::StopSignal;
 
@@ -54,7 +52,7 @@ pub struct WorkerSpec {
     /// (and said why, once for the launch).
     pub use_cache: bool,
     /// How calls travel between processes.
-    pub transport: Transport,
+    pub transport: TransportKind,
     /// How long a reader of the socket transport spins before it parks.
     pub spin: Duration,
     /// What every connection between processes of this launch presents.
@@ -101,20 +99,21 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let placements: Vec<Placement> = (0..plan.program.nodes.len() as u32)
         .map(|id| match spec.nodes.contains(&id) {
             true => Placement::Local,
-            false => Placement::Remote(spec.sockets[id as usize].clone()),
+            false => Placement::Remote(Endpoint::Unix(spec.sockets[id as usize].clone())),
         })
         .collect();
     let names = plan.program.nodes.iter().map(|n| n.name.clone()).collect();
+    let wire = Wire {
+        transport: spec.transport,
+        spin: spec.spin,
+        secret: spec.secret.clone(),
+    };
     let (router, mailboxes) = {
         let _enter = runtime.enter();
         Router::new(
             names,
             &placements,
-            Wire {
-                transport: spec.transport,
-                spin: spec.spin,
-                secret: spec.secret.clone(),
-            },
+            wire.clone(),
             plan.funcs.clone(),
             stop.clone(),
             plan.program.call_timeout,
@@ -125,17 +124,13 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
 
     // Serve calls into our nodes.
     let socket = spec.sockets[spec.nodes[0] as usize].clone();
-    let listener = runtime.block_on(async { grpc::bind(&socket) })?;
+    let listener = runtime.block_on(async { Endpoint::Unix(socket).bind() })?;
     {
         let (router, control) = (router.clone(), control.clone());
-        let (transport, spin, secret) = (spec.transport, spec.spin, spec.secret.clone());
+        let transport = wire.transport();
         runtime.spawn(async move {
-            let shutdown = async move { control.shutdown.wait().await };
-            let served = match transport {
-                Transport::Socket => socket::serve(listener, router, spin, secret, shutdown).await,
-                Transport::Grpc => grpc::serve(listener, router, secret, shutdown).await,
-            };
-            if let Err(e) = served {
+            let shutdown = Box::pin(async move { control.shutdown.wait().await });
+            if let Err(e) = transport.serve(listener, router, shutdown).await {
                 crate::errln!("error: {e:#}");
             }
         });
@@ -151,8 +146,8 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let mut commands = runtime
         .block_on(async {
             ControlClient::with_interceptor(
-                channel(&spec.control),
-                grpc::PresentSecret::new(&spec.secret),
+                proto::channel(&Endpoint::Unix(spec.control.clone())),
+                proto::PresentSecret::new(&spec.secret),
             )
             .attach(up_stream)
             .await
