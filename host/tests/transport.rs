@@ -59,6 +59,8 @@ struct Pair {
     mailbox: Mailbox,
     /// Where the server listens.
     endpoint: Endpoint,
+    /// Holds a Unix endpoint's socket: bind it (`_dir`, not `..`) for as
+    /// long as the server is called, or the socket file goes with it.
     _dir: tempfile::TempDir,
 }
 
@@ -125,6 +127,7 @@ async fn a_dropped_call_is_cancelled_at_the_callee() {
         let Pair {
             client,
             mut mailbox,
+            _dir,
             ..
         } = pair(transport, net).await;
         // The caller gives up after 200 ms (its future is dropped).
@@ -164,6 +167,7 @@ async fn concurrent_replies_reach_their_own_callers() {
         let Pair {
             client,
             mut mailbox,
+            _dir,
             ..
         } = pair(transport, net).await;
         // Answer the calls in reverse order of arrival, the first with an
