@@ -24,6 +24,7 @@ pub mod signals;
 pub mod stop;
 pub mod terminal;
 pub mod testing;
+pub mod trust;
 
 use std::path::Path;
 use std::sync::Arc;
