@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use rcgen::string::Ia5String;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sha2::{Digest as _, Sha256};
@@ -171,7 +171,8 @@ impl LaunchCa {
         for address in addresses {
             names.push(san_for(address)?);
         }
-        let key = KeyPair::generate().with_context(|| format!("cannot generate a key for {role}"))?;
+        let key =
+            KeyPair::generate().with_context(|| format!("cannot generate a key for {role}"))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(&role.dns_name());
         params.subject_alt_names = names;
@@ -236,6 +237,8 @@ pub(super) fn is_dns_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }

@@ -125,7 +125,11 @@ impl MutualTls {
     /// Run the client side of the handshake on `io`, requiring the server
     /// to hold a certificate of the launch CA valid for `peer` (a role's
     /// [`Role::server_name`] or the address it was issued for).
-    pub async fn connect<IO>(&self, io: IO, peer: ServerName<'static>) -> Result<client::TlsStream<IO>>
+    pub async fn connect<IO>(
+        &self,
+        io: IO,
+        peer: ServerName<'static>,
+    ) -> Result<client::TlsStream<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {

@@ -185,7 +185,10 @@ impl fmt::Debug for JoinToken {
 /// The text of a token file: at most a token's length, and UTF-8.
 fn read_token_text(file: std::fs::File) -> Result<String> {
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_TOKEN_LEN as u64 + 1), &mut bytes)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_TOKEN_LEN as u64 + 1),
+        &mut bytes,
+    )?;
     if bytes.len() > MAX_TOKEN_LEN {
         bail!("not a join token: more than {MAX_TOKEN_LEN} bytes");
     }
@@ -210,10 +213,9 @@ fn check_address(address: &str) -> Result<()> {
         _ => bail!("launcher address `{address}` has no valid port (1-65535)"),
     }
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        inner
-            .parse::<Ipv6Addr>()
-            .map(drop)
-            .map_err(|_| anyhow::anyhow!("launcher address `{address}`: `{inner}` is not an IPv6 address"))
+        inner.parse::<Ipv6Addr>().map(drop).map_err(|_| {
+            anyhow::anyhow!("launcher address `{address}`: `{inner}` is not an IPv6 address")
+        })
     } else {
         if host.parse::<Ipv4Addr>().is_ok() || is_dns_name(host) {
             Ok(())
