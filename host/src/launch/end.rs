@@ -9,7 +9,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Plan;
-use super::local_mt::nodes_with_run;
+use super::start::nodes_with_run;
 use crate::lock;
 
 /// Which finished runs end the program.

@@ -20,9 +20,9 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::local_mt::{RunningProgram, timer_runtime};
 use super::node::{Control, NodeEvent};
 use super::run_dir;
+use super::start::{RunningProgram, timer_runtime};
 use super::supervisor;
 use super::worker::WorkerSpec;
 use super::{LaunchOptions, Plan, lock};

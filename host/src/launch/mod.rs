@@ -14,6 +14,7 @@ mod pool;
 mod report;
 mod run_dir;
 pub mod seeded;
+mod start;
 mod supervisor;
 mod typed;
 pub mod worker;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use plan::{Plan, plan};
+pub use start::RunningProgram;
 
 use crate::courier::Transport;
 use crate::output::Output;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::end::{EndRule, RunRecord};
-use super::local_mt::{RunningProgram, nodes_with_run};
 use super::node::{Control, NodeEvent};
+use super::start::{RunningProgram, nodes_with_run};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::Router;
 use crate::stop::StopSignal;

@@ -13,10 +13,10 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use super::local_mt::{Wiring, spawn_node, start_nodes, timer_runtime};
 use super::node::{Control, NodeEvent};
 use super::plan;
 use super::run_dir;
+use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
 use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
