@@ -8,12 +8,12 @@ use std::sync::mpsc;
 
 use anyhow::{Context as _, Result};
 
-use super::node::Control;
 use super::pool::Pool;
 use super::start::{RunningProgram, Wiring, start_nodes, timer_runtime};
 use super::supervisor;
 use super::{LaunchOptions, Plan};
 use crate::courier::Router;
+use crate::node::Control;
 use crate::stop::StopSignal;
 
 /// Start every node of `plan` as a task on the worker pool.

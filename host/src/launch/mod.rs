@@ -4,11 +4,8 @@
 //! runtime.
 
 pub mod end;
-mod last_words;
-mod limits;
 pub mod local_mp;
 pub mod local_mt;
-pub mod node;
 mod plan;
 mod pool;
 mod report;
@@ -16,7 +13,6 @@ mod run_dir;
 pub mod seeded;
 mod start;
 mod supervisor;
-mod typed;
 pub mod worker;
 
 use std::sync::Arc;

@@ -11,9 +11,9 @@ use anyhow::{Result, bail};
 use crate::builder::build_node_crate;
 use wasmtime::component::types::Type;
 
-use super::typed::shape_for;
 use crate::courier::{FuncTable, Signature, TypedWire, check_client_shape, check_edge};
-use crate::launch::node::PreparedComponent;
+use crate::node::PreparedComponent;
+use crate::node::typed::shape_for;
 use crate::program::{ComponentSource, Diagnostic, Program};
 use crate::sandbox::{Sandbox, inspect};
 

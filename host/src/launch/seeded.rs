@@ -23,10 +23,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::end::EndRule;
-use super::node::{Control, NodeEvent};
 use super::start::{Wiring, nodes_with_run, start_nodes};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, lock};
 use crate::courier::{CallError, Router};
+use crate::node::{Control, NodeEvent};
 use crate::output::{Output, Stream};
 use crate::stop::StopSignal;
 

@@ -10,10 +10,10 @@ use std::sync::mpsc;
 use anyhow::{Context as _, Result};
 
 use super::end::RunRecord;
-use super::node::{Control, NodeContext, NodeEvent, NodeLaunch, run_node};
 use super::seeded::Chaos;
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::{Mailbox, Router};
+use crate::node::{Control, NodeContext, NodeEvent, NodeLaunch, run_node};
 use crate::output::Output;
 
 /// A running program (any launch type).

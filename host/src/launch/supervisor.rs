@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::end::{EndRule, RunRecord};
-use super::node::{Control, NodeEvent};
 use super::start::{RunningProgram, nodes_with_run};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::Router;
+use crate::node::{Control, NodeEvent};
 use crate::stop::StopSignal;
 
 /// How often wasm is checked for interruption (epoch tick).

@@ -13,7 +13,6 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use super::node::{Control, NodeEvent};
 use super::plan;
 use super::run_dir;
 use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
@@ -23,6 +22,7 @@ use crate::courier::grpc::{self, channel};
 use crate::courier::socket;
 use crate::courier::{Placement, Router, Secret, Transport, Wire};
 use crate::credit::Receipt;
+use crate::node::{Control, NodeEvent};
 use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;

@@ -2,6 +2,10 @@
 //! courier clients), and the loop that runs its `run` while serving calls
 //! from its mailbox. Shared by every launch type that runs nodes in threads.
 
+mod last_words;
+mod limits;
+pub(crate) mod typed;
+
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -20,13 +24,10 @@ use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::last_words::LastWords;
-use super::limits::{self, NodeLimiter};
-use super::lock;
-use super::seeded::{self, Chaos};
-use super::typed::{Bound, Shape, shape_for};
 use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Request, Router};
 use crate::credit::Credit;
+use crate::launch::seeded::{self, Chaos};
+use crate::lock;
 use crate::output::{LogLevel, Output, Stream};
 use crate::program::{Grants, Limits};
 use crate::sandbox::interface::{
@@ -34,6 +35,9 @@ use crate::sandbox::interface::{
 };
 use crate::sandbox::{LineWriter, NodeInterface};
 use crate::stop::StopSignal;
+use last_words::LastWords;
+use limits::NodeLimiter;
+use typed::{Bound, Shape, shape_for};
 
 /// A served function: where it is, and its typed shape if it has one.
 #[derive(Clone)]
