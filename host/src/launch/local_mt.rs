@@ -38,7 +38,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         control: &control,
         events: &events_tx,
         output: &options.output,
-        chaos: None,
+        hooks: Default::default(),
         epoch_tick: supervisor::EPOCH_TICK,
         restart_in_process: true,
     };

@@ -10,10 +10,10 @@ use std::sync::mpsc;
 use anyhow::{Context as _, Result};
 
 use super::end::RunRecord;
-use super::seeded::Chaos;
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::{Mailbox, Router};
-use crate::node::{Control, NodeContext, NodeEvent, NodeLaunch, run_node};
+use crate::node::hooks::Hooks;
+use crate::node::{Control, NodeBody, NodeContext, NodeEvent, NodeLaunch, run_node};
 use crate::output::Output;
 
 /// A running program (any launch type).
@@ -106,13 +106,13 @@ pub(super) fn nodes_with_run(plan: &Plan) -> BTreeSet<u32> {
 
 /// What every node of a launch shares: where calls go, the launcher's
 /// signals, where it reports, where its output goes, and (seeded runs) the
-/// run's choices and trace.
+/// hooks that give the run its choices and trace.
 pub(super) struct Wiring<'a> {
     pub router: &'a Arc<Router>,
     pub control: &'a Arc<Control>,
     pub events: &'a mpsc::Sender<NodeEvent>,
     pub output: &'a Output,
-    pub chaos: Option<&'a Arc<Chaos>>,
+    pub hooks: Hooks,
     /// How often the engine's epoch ticks here (nodes count it for their
     /// CPU limit).
     pub epoch_tick: std::time::Duration,
@@ -136,7 +136,7 @@ pub(super) fn start_nodes<R>(
         control,
         events,
         output,
-        chaos,
+        hooks,
         epoch_tick,
         restart_in_process,
     } = wiring;
@@ -155,7 +155,7 @@ pub(super) fn start_nodes<R>(
             router: router.clone(),
             output: output.clone(),
             log_credit: crate::credit::Credit::new(crate::sandbox::OUTPUT_CREDIT),
-            chaos: chaos.cloned(),
+            hooks: hooks.clone(),
             grants: spec.grants.clone(),
             limits: spec.limits,
             epoch_tick,
@@ -163,7 +163,7 @@ pub(super) fn start_nodes<R>(
         });
         drop(spawn(Box::pin(run_node(NodeLaunch {
             node,
-            component: plan.components[spec.component].clone(),
+            body: NodeBody::Wasm(plan.components[spec.component].clone()),
             run_enabled: spec.run_enabled,
             mailbox,
             control: control.clone(),

@@ -239,7 +239,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         control: &control,
         events: &events_tx,
         output: &output,
-        chaos: None,
+        hooks: Default::default(),
         epoch_tick: WORKER_EPOCH_TICK,
         restart_in_process: false,
     };
