@@ -3,6 +3,7 @@
 //! imports, malformed clients, type-mismatched edges), and link each
 //! component once for all its replicas.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,6 +27,18 @@ pub struct Plan {
     pub components: Vec<Arc<PreparedComponent>>,
     /// The component file each came from.
     pub files: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// The ids of the nodes whose `run` will be called.
+    pub(crate) fn nodes_with_run(&self) -> BTreeSet<u32> {
+        self.program
+            .nodes
+            .iter()
+            .filter(|n| n.run_enabled && self.components[n.component].interface.has_run)
+            .map(|n| n.id)
+            .collect()
+    }
 }
 
 /// Build, load and check everything `program` needs.

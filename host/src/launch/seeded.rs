@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::end::EndRule;
-use super::start::{Wiring, nodes_with_run, start_nodes};
+use super::start::{Wiring, start_nodes};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, lock};
 use crate::courier::{CallError, Router};
 use crate::node::hooks::{Hooks, NodeHooks};
@@ -347,7 +347,7 @@ pub fn run_interruptible(
     let mut scheduler = Scheduler::new(tasks.into_inner().unwrap_or_else(|p| p.into_inner()));
 
     let crash = chaos.plan_crash(scheduler.len());
-    let with_run = nodes_with_run(plan);
+    let with_run = plan.nodes_with_run();
     let mut judge = Judge {
         names: &names,
         end: EndRule::new(plan),

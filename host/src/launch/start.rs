@@ -3,7 +3,6 @@
 //! starting each node of a plan as a task on whatever runs it (the worker
 //! pool, a worker process's runtime, the seeded scheduler).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -92,16 +91,6 @@ pub(super) fn spawn_node(
     node: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> tokio::task::JoinHandle<()> {
     runtime.spawn(tokio::task::coop::unconstrained(node))
-}
-
-/// The ids of the nodes whose `run` will be called.
-pub(super) fn nodes_with_run(plan: &Plan) -> BTreeSet<u32> {
-    plan.program
-        .nodes
-        .iter()
-        .filter(|n| n.run_enabled && plan.components[n.component].interface.has_run)
-        .map(|n| n.id)
-        .collect()
 }
 
 /// What every node of a launch shares: where calls go, the launcher's
