@@ -16,6 +16,7 @@ pub mod explore;
 pub(crate) mod files;
 pub mod fuzzing;
 pub mod launch;
+pub mod node;
 pub mod output;
 pub mod program;
 pub mod sandbox;

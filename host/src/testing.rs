@@ -32,7 +32,7 @@ use wasmtime::component::Val;
 use crate::courier::{FuncKey, Payload, Router};
 use crate::launch::end::{RunRecord, RunsWaited};
 use crate::launch::seeded::{self, Seeded};
-use crate::launch::{self, LaunchOptions, Outcome, ProgramHandle, local_mt::RunningProgram};
+use crate::launch::{self, LaunchOptions, Outcome, ProgramHandle, RunningProgram};
 use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;

@@ -20,9 +20,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::local_mt::{RunningProgram, timer_runtime};
-use super::node::{Control, NodeEvent};
 use super::run_dir;
+use super::start::{RunningProgram, timer_runtime};
 use super::supervisor;
 use super::worker::WorkerSpec;
 use super::{LaunchOptions, Plan, lock};
@@ -30,6 +29,7 @@ use crate::courier::grpc::proto::control_server::{Control as ControlService, Con
 use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self};
 use crate::courier::{Placement, Router, Secret, Wire};
+use crate::node::{Control, NodeEvent};
 use crate::stop::StopSignal;
 
 /// Where the lp-host binary is, to start workers from: as the launch

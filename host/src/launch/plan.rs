@@ -3,6 +3,7 @@
 //! imports, malformed clients, type-mismatched edges), and link each
 //! component once for all its replicas.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,9 +12,9 @@ use anyhow::{Result, bail};
 use crate::builder::build_node_crate;
 use wasmtime::component::types::Type;
 
-use super::typed::shape_for;
 use crate::courier::{FuncTable, Signature, TypedWire, check_client_shape, check_edge};
-use crate::launch::node::PreparedComponent;
+use crate::node::PreparedComponent;
+use crate::node::typed::shape_for;
 use crate::program::{ComponentSource, Diagnostic, Program};
 use crate::sandbox::{Sandbox, inspect};
 
@@ -26,6 +27,18 @@ pub struct Plan {
     pub components: Vec<Arc<PreparedComponent>>,
     /// The component file each came from.
     pub files: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// The ids of the nodes whose `run` will be called.
+    pub(crate) fn nodes_with_run(&self) -> BTreeSet<u32> {
+        self.program
+            .nodes
+            .iter()
+            .filter(|n| n.run_enabled && self.components[n.component].interface.has_run)
+            .map(|n| n.id)
+            .collect()
+    }
 }
 
 /// Build, load and check everything `program` needs.

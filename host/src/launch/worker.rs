@@ -13,16 +13,16 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use super::local_mt::{Wiring, spawn_node, start_nodes, timer_runtime};
-use super::node::{Control, NodeEvent};
 use super::plan;
 use super::run_dir;
+use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
 use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
 use crate::courier::socket;
 use crate::courier::{Placement, Router, Secret, Transport, Wire};
 use crate::credit::Receipt;
+use crate::node::{Control, NodeEvent};
 use crate::output::Output;
 use crate::program::{self, Override};
 use crate::sandbox::Sandbox;
@@ -239,7 +239,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         control: &control,
         events: &events_tx,
         output: &output,
-        chaos: None,
+        hooks: Default::default(),
         epoch_tick: WORKER_EPOCH_TICK,
         restart_in_process: false,
     };
