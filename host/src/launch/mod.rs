@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use plan::{Plan, plan};
+pub use plan::{LoadError, LoadOptions, Plan, plan};
 
 use crate::courier::Transport;
 use crate::output::Output;
