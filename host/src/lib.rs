@@ -51,8 +51,11 @@ pub fn run(
     sandbox: Arc<Sandbox>,
     options: LaunchOptions,
 ) -> Result<Outcome> {
-    let program = program::load(path, overrides)?;
-    let plan = launch::plan(program, sandbox)?;
+    let loading = launch::LoadOptions {
+        sandbox: Some(sandbox),
+        ..launch::LoadOptions::default()
+    };
+    let plan = launch::Plan::load(path, overrides, &loading)?;
     let running = launch::local_mt::launch(&plan, options)?;
     Ok(running.wait())
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use plan::{Plan, plan};
+pub use plan::{LoadError, LoadOptions, Plan, plan};
 pub use start::RunningProgram;
 
 use crate::courier::Transport;
