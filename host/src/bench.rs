@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use crate::launch::{self, LaunchOptions, LaunchType};
+use crate::launch::{self, LaunchOptions, LaunchType, LoadOptions, Plan};
 use crate::output::Output;
-use crate::program::{self, Override};
-use crate::sandbox::Sandbox;
+use crate::program::Override;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -100,8 +99,7 @@ pub fn main(args: BenchArgs) -> i32 {
 fn parent(args: &BenchArgs) -> Result<()> {
     // Build and compile once, so every child starts from a warm cache, and
     // hand the children the built components so they run no cargo.
-    let sandbox = Arc::new(Sandbox::new(None)?);
-    let plan = launch::plan(program::load(&args.program, &[])?, sandbox)?;
+    let plan = Plan::load(&args.program, &[], &LoadOptions::default())?;
     let mut built: Vec<String> = Vec::new();
     for node in &plan.program.nodes {
         let set = format!(
@@ -257,9 +255,7 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
     overrides.extend(args.overrides.iter().cloned());
 
     let planning = Instant::now();
-    let program = program::load(&args.program, &overrides)?;
-    let sandbox = Arc::new(Sandbox::new(None)?);
-    let plan = launch::plan(program, sandbox)?;
+    let plan = Plan::load(&args.program, &overrides, &LoadOptions::default())?;
     let start = Instant::now();
     // Reading smaps costs the machine time: sample often only where memory
     // is what is measured, so call timings are not disturbed.

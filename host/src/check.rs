@@ -5,13 +5,11 @@
 //! for tools. Exit 0 when the program is good, 2 when it is not (as `run`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::launch;
-use crate::program::{self, Diagnostic, Override};
-use crate::sandbox::Sandbox;
+use crate::launch::{LoadError, LoadOptions, Plan};
+use crate::program::{Diagnostic, Override};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -116,11 +114,22 @@ pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<P
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    let program = match program::load(file, overrides) {
-        Ok(p) => p,
-        Err(d) => {
+    let loading = LoadOptions {
+        cache_dir,
+        ..LoadOptions::default()
+    };
+    let program = match Plan::load(file, overrides, &loading) {
+        Ok(plan) => {
+            report.ok = true;
+            plan.program
+        }
+        Err(LoadError::Program(d)) => {
             report.errors.push(d.into());
             return report;
+        }
+        Err(LoadError::Plan { program, error }) => {
+            report.errors.push(error.into());
+            *program
         }
     };
     report.program = Some(program.name.clone());
@@ -133,12 +142,6 @@ pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<P
     report.nodes = program.nodes.len();
     report.components = program.components.len();
     report.edges = program.nodes.iter().map(|n| n.edges.len()).sum();
-    let planned = Sandbox::configured(cache_dir, false, program.stack_kib)
-        .and_then(|sandbox| launch::plan(program, Arc::new(sandbox)));
-    match planned {
-        Ok(_) => report.ok = true,
-        Err(e) => report.errors.push(e.into()),
-    }
     report
 }
 

@@ -2,17 +2,15 @@
 //! hidden `worker`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::courier::TransportKind;
-use crate::launch::{self, LaunchOptions, LaunchType};
+use crate::launch::{self, LaunchOptions, LaunchType, LoadError, LoadOptions, Plan};
 use crate::output::Output;
-use crate::program::{self, Override};
-use crate::sandbox::Sandbox;
+use crate::program::{Override, Program};
 
 #[derive(Parser)]
 #[command(
@@ -195,6 +193,13 @@ fn run_seeded(
     Ok((run.outcome, signal_code))
 }
 
+/// What the program is allowed but should be told (a grant of a home).
+fn print_warnings(program: &Program) {
+    for warning in &program.warnings {
+        crate::errln!("warning: {warning}");
+    }
+}
+
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "lp_host=info",
@@ -211,16 +216,6 @@ fn init_tracing(verbose: u8) {
 }
 
 fn run(args: RunArgs) -> i32 {
-    let program = match program::load(&args.program, &args.overrides) {
-        Ok(p) => p,
-        Err(diagnostic) => {
-            crate::errln!("error: {diagnostic}");
-            return 2;
-        }
-    };
-    for warning in &program.warnings {
-        crate::errln!("warning: {warning}");
-    }
     let seeded = args.launch == LaunchType::TestMt;
     if !seeded && (args.seed.is_some() || args.faults > 0 || args.trace.is_some()) {
         crate::errln!(
@@ -228,10 +223,25 @@ fn run(args: RunArgs) -> i32 {
         );
         return 2;
     }
+    let loading = LoadOptions {
+        cache_dir: args.cache_dir.clone(),
+        seeded,
+        ..LoadOptions::default()
+    };
+    let plan = match Plan::load(&args.program, &args.overrides, &loading) {
+        Ok(plan) => plan,
+        Err(LoadError::Program(diagnostic)) => {
+            crate::errln!("error: {diagnostic}");
+            return 2;
+        }
+        Err(LoadError::Plan { program, error }) => {
+            print_warnings(&program);
+            crate::errln!("error: {error:#}");
+            return 2;
+        }
+    };
+    print_warnings(&plan.program);
     let result = (|| {
-        let sandbox = Sandbox::configured(args.cache_dir.clone(), seeded, program.stack_kib)?;
-        let sandbox = Arc::new(sandbox);
-        let plan = launch::plan(program, sandbox)?;
         let notice = (args.termination_notice_secs >= 0.0)
             .then(|| Duration::from_secs_f64(args.termination_notice_secs));
         let output = output_for(&args, &plan.program)?;

@@ -3,15 +3,13 @@
 //! every seed whose run failed with the command that replays it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use crate::launch::{self, seeded};
+use crate::launch::{LoadOptions, Plan, seeded};
 use crate::output::Output;
-use crate::program::{self, Override};
-use crate::sandbox::Sandbox;
+use crate::program::Override;
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -74,15 +72,13 @@ pub fn main(args: TestArgs) -> i32 {
 
 /// Run every seed; the number that failed.
 fn explore(args: &TestArgs) -> Result<usize> {
-    let program =
-        program::load(&args.program, &args.overrides).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let overrides = program.overrides.clone();
-    let sandbox = Arc::new(Sandbox::configured(
-        args.cache_dir.clone(),
-        true,
-        program.stack_kib,
-    )?);
-    let plan = launch::plan(program, sandbox)?;
+    let loading = LoadOptions {
+        cache_dir: args.cache_dir.clone(),
+        seeded: true,
+        ..LoadOptions::default()
+    };
+    let plan = Plan::load(&args.program, &args.overrides, &loading)?;
+    let overrides = plan.program.overrides.clone();
     let notice = (args.termination_notice_secs >= 0.0)
         .then(|| Duration::from_secs_f64(args.termination_notice_secs));
     if let Some(dir) = &args.traces_dir {

@@ -16,6 +16,7 @@ pub mod explore;
 pub(crate) mod files;
 pub mod fuzzing;
 pub mod launch;
+pub mod node;
 pub mod output;
 pub mod program;
 pub mod proto;
@@ -25,6 +26,7 @@ pub mod signals;
 pub mod stop;
 pub mod terminal;
 pub mod testing;
+pub mod trust;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,8 +52,11 @@ pub fn run(
     sandbox: Arc<Sandbox>,
     options: LaunchOptions,
 ) -> Result<Outcome> {
-    let program = program::load(path, overrides)?;
-    let plan = launch::plan(program, sandbox)?;
+    let loading = launch::LoadOptions {
+        sandbox: Some(sandbox),
+        ..launch::LoadOptions::default()
+    };
+    let plan = launch::Plan::load(path, overrides, &loading)?;
     let running = launch::local_mt::launch(&plan, options)?;
     Ok(running.wait())
 }

@@ -32,10 +32,11 @@ use wasmtime::component::Val;
 use crate::courier::{FuncKey, Payload, Router};
 use crate::launch::end::{RunRecord, RunsWaited};
 use crate::launch::seeded::{self, Seeded};
-use crate::launch::{self, LaunchOptions, Outcome, ProgramHandle, local_mt::RunningProgram};
+use crate::launch::{
+    self, LaunchOptions, LoadError, LoadOptions, Outcome, ProgramHandle, RunningProgram,
+};
 use crate::output::Output;
-use crate::program::{self, Override};
-use crate::sandbox::Sandbox;
+use crate::program::Override;
 
 /// Where a test's nodes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,18 +107,16 @@ impl TestProgram {
             .map(|s| s.parse())
             .collect::<Result<_, String>>()
             .map_err(|e| anyhow!("bad setting: {e}"))?;
-        let mut program = program::load(&self.path, &overrides).map_err(|d| anyhow!("{d}"))?;
-        for name in &self.run_disabled {
-            if program.disable_run(name) == 0 {
-                let names: Vec<&str> = program.nodes.iter().map(|n| n.name.as_str()).collect();
-                bail!(
-                    "cannot disable run of `{name}`: the program has no such node\n  help: nodes are {}",
-                    names.join(", ")
-                );
-            }
-        }
-        let sandbox = Sandbox::configured(self.cache_dir.clone(), fuel, program.stack_kib)?;
-        launch::plan(program, Arc::new(sandbox))
+        let loading = LoadOptions {
+            cache_dir: self.cache_dir.clone(),
+            seeded: fuel,
+            run_disabled: self.run_disabled.clone(),
+            ..LoadOptions::default()
+        };
+        launch::Plan::load(&self.path, &overrides, &loading).map_err(|e| match e {
+            LoadError::Program(d) => anyhow!("{d}"),
+            LoadError::Plan { error, .. } => error,
+        })
     }
 
     /// Build, check and start the program.

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: paths of the examples and fixture
 //! programs, and running a program through the lp-host library with its
-//! output captured.
+//! output captured; several hosts in network namespaces ([`netns`]).
+
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

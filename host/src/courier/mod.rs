@@ -35,7 +35,7 @@ pub use typecheck::{check_client_shape, check_edge, describe};
 
 /// A call's arguments (after the target handle) or its results: dynamic
 /// component values, or, for calls of a common shape, the typed Rust value
-/// itself (see `launch::typed`), which skips per-element conversion.
+/// itself (see `node::typed`), which skips per-element conversion.
 pub enum Payload {
     Vals(Vec<Val>),
     Typed(Box<dyn Any + Send>),
@@ -190,7 +190,7 @@ impl Signature {
 }
 
 /// The bytes of a typed `list<u8>` payload (whose encoding is a length and
-/// the bytes, as `launch::typed` writes it), or the payload back.
+/// the bytes, as `node::typed` writes it), or the payload back.
 fn take_bytes(payload: Payload) -> Result<Vec<u8>, Payload> {
     match payload {
         Payload::Typed(value) => value

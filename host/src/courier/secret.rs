@@ -27,6 +27,11 @@ impl Secret {
         Secret([0; 32])
     }
 
+    /// A secret received as bytes (in a join token).
+    pub fn from_bytes(bytes: [u8; 32]) -> Secret {
+        Secret(bytes)
+    }
+
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -9,7 +9,6 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Plan;
-use super::local_mt::nodes_with_run;
 use crate::lock;
 
 /// Which finished runs end the program.
@@ -22,7 +21,7 @@ pub(super) struct EndRule {
 
 impl EndRule {
     pub fn new(plan: &Plan) -> EndRule {
-        let with_run = nodes_with_run(plan);
+        let with_run = plan.nodes_with_run();
         let end = &plan.program.end;
         let waiting = match &end.wait_for {
             None => with_run,

@@ -19,13 +19,13 @@ use anyhow::{Context as _, Result};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::local_mt::{RunningProgram, timer_runtime};
-use super::node::{Control, NodeEvent};
 use super::run_dir;
+use super::start::{RunningProgram, timer_runtime};
 use super::supervisor;
 use super::worker::WorkerSpec;
 use super::{LaunchOptions, Plan, lock};
 use crate::courier::{Endpoint, Placement, Router, Secret, Wire};
+use crate::node::{Control, NodeEvent};
 use crate::proto::control_server::{Control as ControlService, ControlServer};
 use crate::proto::{self, Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::stop::StopSignal;

@@ -4,25 +4,23 @@
 //! runtime.
 
 pub mod end;
-mod last_words;
-mod limits;
 pub mod local_mp;
 pub mod local_mt;
-pub mod node;
 mod plan;
 mod pool;
 mod report;
 mod run_dir;
 pub mod seeded;
+mod start;
 mod supervisor;
-mod typed;
 pub mod worker;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use plan::{Plan, plan};
+pub use plan::{LoadError, LoadOptions, Plan, plan};
+pub use start::RunningProgram;
 
 use crate::courier::TransportKind;
 use crate::output::Output;

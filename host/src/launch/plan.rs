@@ -1,20 +1,22 @@
 //! Program → launch plan: build node crates, load (cached) components, read
 //! their interfaces, refuse anything that would fail at run time (unknown
 //! imports, malformed clients, type-mismatched edges), and link each
-//! component once for all its replicas.
+//! component once for all its replicas. [`Plan::load`] is the one path
+//! from a program.toml (and its `--set`s) to a plan.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 use crate::builder::build_node_crate;
 use wasmtime::component::types::Type;
 
-use super::typed::shape_for;
 use crate::courier::{FuncTable, Signature, TypedWire, check_client_shape, check_edge};
-use crate::launch::node::PreparedComponent;
-use crate::program::{ComponentSource, Diagnostic, Program};
+use crate::node::PreparedComponent;
+use crate::node::typed::shape_for;
+use crate::program::{self, ComponentSource, Diagnostic, Override, Program};
 use crate::sandbox::{Sandbox, inspect};
 
 /// A program ready to launch.
@@ -28,8 +30,143 @@ pub struct Plan {
     pub files: Vec<PathBuf>,
 }
 
+/// How [`Plan::load`] loads a program and makes its sandbox.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    /// Where compiled components are cached (`None`: `$LP_CACHE_DIR`, else
+    /// `~/.cache/lp`).
+    pub cache_dir: Option<PathBuf>,
+    /// A fuel-counting engine, for seeded runs.
+    pub seeded: bool,
+    /// Neither read nor write compiled components in the cache.
+    pub no_cache: bool,
+    /// Nodes (instances or entries) whose `run` is not called; each must
+    /// name at least one node.
+    pub run_disabled: Vec<String>,
+    /// Plan in this sandbox instead of a new one (its engine and cache
+    /// shared with other programs); `cache_dir`, `seeded` and `no_cache`
+    /// are then its own.
+    pub sandbox: Option<Arc<Sandbox>>,
+}
+
+/// Why [`Plan::load`] could not make a plan.
+#[derive(Debug)]
+pub enum LoadError {
+    /// program.toml (or a `--set`) is wrong: nothing was built.
+    Program(Diagnostic),
+    /// The program loaded but cannot be planned: a run to disable names no
+    /// node, the sandbox cannot be made, or a component or edge is refused.
+    Plan {
+        program: Box<Program>,
+        error: anyhow::Error,
+    },
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Program(diagnostic) => write!(f, "{diagnostic}"),
+            LoadError::Plan { error, .. } => write!(f, "{error:#}"),
+        }
+    }
+}
+
+/// Into the error of the one or the other stage, so a `Diagnostic` stays
+/// one (check and run report it with its line and column).
+impl From<LoadError> for anyhow::Error {
+    fn from(e: LoadError) -> anyhow::Error {
+        match e {
+            LoadError::Program(diagnostic) => anyhow::Error::new(diagnostic),
+            LoadError::Plan { error, .. } => error,
+        }
+    }
+}
+
+impl Plan {
+    /// Load the program at `path` with `overrides`, disable the runs
+    /// `options` names, make its sandbox and plan it: the one way every
+    /// command, the test API and a worker process get a plan.
+    pub fn load(
+        path: &Path,
+        overrides: &[Override],
+        options: &LoadOptions,
+    ) -> Result<Plan, LoadError> {
+        let mut program = program::load(path, overrides).map_err(LoadError::Program)?;
+        let refused = |program, error| LoadError::Plan {
+            program: Box::new(program),
+            error,
+        };
+        for name in &options.run_disabled {
+            if program.disable_run(name) == 0 {
+                let names: Vec<&str> = program.nodes.iter().map(|n| n.name.as_str()).collect();
+                let error = anyhow!(
+                    "cannot disable run of `{name}`: the program has no such node\n  help: nodes are {}",
+                    names.join(", ")
+                );
+                return Err(refused(program, error));
+            }
+        }
+        let sandbox = match &options.sandbox {
+            Some(sandbox) => sandbox.clone(),
+            None => {
+                match Sandbox::configured(
+                    options.cache_dir.clone(),
+                    options.seeded,
+                    program.stack_kib,
+                ) {
+                    Ok(sandbox) => {
+                        if options.no_cache {
+                            sandbox.cache().disable();
+                        }
+                        Arc::new(sandbox)
+                    }
+                    Err(error) => return Err(refused(program, error)),
+                }
+            }
+        };
+        match prepare(&program, &sandbox) {
+            Ok((funcs, components, files)) => Ok(Plan {
+                program,
+                sandbox,
+                funcs: Arc::new(funcs),
+                components,
+                files,
+            }),
+            Err(error) => Err(refused(program, error)),
+        }
+    }
+}
+
+impl Plan {
+    /// The ids of the nodes whose `run` will be called.
+    pub(crate) fn nodes_with_run(&self) -> BTreeSet<u32> {
+        self.program
+            .nodes
+            .iter()
+            .filter(|n| n.run_enabled && self.components[n.component].interface.has_run)
+            .map(|n| n.id)
+            .collect()
+    }
+}
+
 /// Build, load and check everything `program` needs.
 pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
+    let (funcs, components, files) = prepare(&program, &sandbox)?;
+    Ok(Plan {
+        program,
+        sandbox,
+        funcs: Arc::new(funcs),
+        components,
+        files,
+    })
+}
+
+/// The function table, linked components and component files of a plan of
+/// `program`.
+fn prepare(
+    program: &Program,
+    sandbox: &Sandbox,
+) -> Result<(FuncTable, Vec<Arc<PreparedComponent>>, Vec<PathBuf>)> {
     let started = std::time::Instant::now();
     let mut files = Vec::new();
     for source in &program.components {
@@ -141,13 +278,7 @@ pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
             })?;
         components.push(Arc::new(prepared));
     }
-    Ok(Plan {
-        program,
-        sandbox,
-        funcs: Arc::new(funcs),
-        components,
-        files,
-    })
+    Ok((funcs, components, files))
 }
 
 /// How a client function's values cross processes: its arguments after the

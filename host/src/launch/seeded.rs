@@ -23,10 +23,11 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::end::EndRule;
-use super::local_mt::{Wiring, nodes_with_run, start_nodes};
-use super::node::{Control, NodeEvent};
+use super::start::{Wiring, start_nodes};
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, lock};
 use crate::courier::{CallError, Router};
+use crate::node::hooks::{Hooks, NodeHooks};
+use crate::node::{Control, NodeEvent};
 use crate::output::{Output, Stream};
 use crate::stop::StopSignal;
 
@@ -34,7 +35,7 @@ use crate::stop::StopSignal;
 const STEP_TIME: Duration = Duration::from_micros(10);
 /// Wasm yields to the scheduler after this much fuel (about as many
 /// instructions), so a node computing in a loop is still one of many.
-pub const FUEL_PER_STEP: u64 = 20_000;
+const FUEL_PER_STEP: u64 = 20_000;
 /// The wall clock a node sees at virtual time zero (2024-01-01T00:00:00Z).
 const WALL_CLOCK_START: Duration = Duration::from_secs(1_704_067_200);
 
@@ -187,8 +188,35 @@ fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// `wasi:clocks/monotonic-clock` in virtual time.
-pub struct VirtualMonotonicClock(pub Arc<Chaos>);
+/// A seeded run's nodes are traced, their calls delayed and failed by the
+/// seed, their clocks virtual and their randomness seeded.
+impl NodeHooks for Chaos {
+    fn record(&self, event: String) {
+        Chaos::record(self, event);
+    }
+
+    fn before_call<'a>(
+        &'a self,
+        call: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>> {
+        Box::pin(Chaos::before_call(self, call))
+    }
+
+    fn wasi(&self, node: u32, wasi: &mut wasmtime_wasi::WasiCtxBuilder) {
+        wasi.secure_random(node_rng(self, node, 1))
+            .insecure_random(node_rng(self, node, 2))
+            .insecure_random_seed(u128::from(self.node_seed(node, 3)))
+            .wall_clock(VirtualWallClock(self.start))
+            .monotonic_clock(VirtualMonotonicClock(self.start));
+    }
+
+    fn fuel_per_step(&self) -> u64 {
+        FUEL_PER_STEP
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` in virtual time (since the run began).
+struct VirtualMonotonicClock(tokio::time::Instant);
 
 impl wasmtime_wasi::HostMonotonicClock for VirtualMonotonicClock {
     fn resolution(&self) -> u64 {
@@ -196,12 +224,12 @@ impl wasmtime_wasi::HostMonotonicClock for VirtualMonotonicClock {
     }
 
     fn now(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
+        (tokio::time::Instant::now() - self.0).as_nanos() as u64
     }
 }
 
 /// `wasi:clocks/wall-clock` in virtual time, from a fixed date.
-pub struct VirtualWallClock(pub Arc<Chaos>);
+struct VirtualWallClock(tokio::time::Instant);
 
 impl wasmtime_wasi::HostWallClock for VirtualWallClock {
     fn resolution(&self) -> Duration {
@@ -209,12 +237,12 @@ impl wasmtime_wasi::HostWallClock for VirtualWallClock {
     }
 
     fn now(&self) -> Duration {
-        WALL_CLOCK_START + self.0.elapsed()
+        WALL_CLOCK_START + (tokio::time::Instant::now() - self.0)
     }
 }
 
 /// Seeded generators for a node's `wasi:random`.
-pub fn node_rng(chaos: &Chaos, node: u32, stream: u64) -> StdRng {
+fn node_rng(chaos: &Chaos, node: u32, stream: u64) -> StdRng {
     StdRng::seed_from_u64(chaos.node_seed(node, stream))
 }
 
@@ -303,7 +331,7 @@ pub fn run_interruptible(
         control: &control,
         events: &events_tx,
         output: &traced_output,
-        chaos: Some(&chaos),
+        hooks: Hooks::new(chaos.clone()),
         // The epoch never ticks in seeded runs (fuel paces them), so the
         // CPU limit is not counted here.
         epoch_tick: Duration::ZERO,
@@ -319,7 +347,7 @@ pub fn run_interruptible(
     let mut scheduler = Scheduler::new(tasks.into_inner().unwrap_or_else(|p| p.into_inner()));
 
     let crash = chaos.plan_crash(scheduler.len());
-    let with_run = nodes_with_run(plan);
+    let with_run = plan.nodes_with_run();
     let mut judge = Judge {
         names: &names,
         end: EndRule::new(plan),

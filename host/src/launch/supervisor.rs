@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::end::{EndRule, RunRecord};
-use super::local_mt::{RunningProgram, nodes_with_run};
-use super::node::{Control, NodeEvent};
+use super::start::RunningProgram;
 use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
 use crate::courier::Router;
+use crate::node::{Control, NodeEvent};
 use crate::stop::StopSignal;
 
 /// How often wasm is checked for interruption (epoch tick).
@@ -46,7 +46,7 @@ pub(super) fn start(
         end: EndRule::new(plan),
         runs: runs.clone(),
         names: plan.program.nodes.iter().map(|n| n.name.clone()).collect(),
-        with_run: nodes_with_run(plan),
+        with_run: plan.nodes_with_run(),
         events,
         control,
         handle: handle.clone(),

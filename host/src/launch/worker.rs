@@ -13,17 +13,16 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use super::local_mt::{Wiring, spawn_node, start_nodes, timer_runtime};
-use super::node::{Control, NodeEvent};
-use super::plan;
 use super::run_dir;
+use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
+use super::{LoadOptions, Plan};
 use crate::courier::{Endpoint, Placement, Router, Secret, TransportKind, Wire};
 use crate::credit::Receipt;
+use crate::node::{Control, NodeEvent};
 use crate::output::Output;
-use crate::program::{self, Override};
+use crate::program::Override;
 use crate::proto::control_client::ControlClient;
 use crate::proto::{self, WorkerEvent, command, worker_event};
-use crate::sandbox::Sandbox;
 use crate::stop::StopSignal;
 
 /// How often a worker ticks its engine's epoch (interrupting wasm after a
@@ -84,15 +83,13 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
-    let mut program = program::load(&spec.program, &overrides)?;
-    for name in &spec.run_disabled {
-        program.disable_run(name);
-    }
-    let sandbox = Sandbox::configured(spec.cache_dir.clone(), false, program.stack_kib)?;
-    if !spec.use_cache {
-        sandbox.cache().disable();
-    }
-    let plan = plan(program, Arc::new(sandbox))?;
+    let loading = LoadOptions {
+        cache_dir: spec.cache_dir.clone(),
+        no_cache: !spec.use_cache,
+        run_disabled: spec.run_disabled.clone(),
+        ..LoadOptions::default()
+    };
+    let plan = Plan::load(&spec.program, &overrides, &loading)?;
     let runtime = timer_runtime()?;
 
     let stop = Arc::new(StopSignal::new());
@@ -234,7 +231,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         control: &control,
         events: &events_tx,
         output: &output,
-        chaos: None,
+        hooks: Default::default(),
         epoch_tick: WORKER_EPOCH_TICK,
         restart_in_process: false,
     };

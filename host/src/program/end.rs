@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::diagnostic::Diagnostic;
-use super::load::{Context, Located};
+use super::schema::{Context, Located};
 use super::{EndRule, NodeSpec, Origin, Place, WaitFor};
 
 const WAIT_FOR_HELP: &str = "e.g. wait_for = [\"trainer\", \"evaluator\"]: node names (\"worker/3\"), [[node]] entry names or group names";

@@ -5,63 +5,15 @@
 //! opt-in (and any grant of one is warned of), addresses must parse,
 //! limits must be positive.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use toml::Spanned;
 
-use super::load::{Context, Located};
+use super::schema::{Context, Located, RawGrants, RawLimits};
 use super::{Diagnostic, DirGrant, Grants, Limits, NetGrant, Origin, line_col};
 
 /// The deepest wasm stack a program may ask for, in KiB.
 const MAX_STACK_KIB: u64 = 64 * 1024;
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawGrants {
-    /// `{ host = "data", guest = "/data", write = false }`
-    #[serde(default)]
-    dirs: Vec<Spanned<RawDir>>,
-    /// Environment variables the node sees: `{ NAME = "value" }`.
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    /// Addresses it may connect to or bind: `"127.0.0.1:8080"`, `"10.0.0.2:*"`.
-    #[serde(default)]
-    network: Vec<Spanned<String>>,
-    /// Whether it reads the host's stdin.
-    #[serde(default)]
-    stdin: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDir {
-    host: Spanned<String>,
-    guest: Spanned<String>,
-    #[serde(default)]
-    write: bool,
-    /// Allows `write` on the host's root, a home directory, or a directory
-    /// that holds one: refused without it.
-    #[serde(default)]
-    allow_home_write: bool,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLimits {
-    #[serde(default)]
-    memory_mib: Option<Spanned<i64>>,
-    #[serde(default)]
-    table_elements: Option<Spanned<i64>>,
-    #[serde(default)]
-    instances: Option<Spanned<i64>>,
-    #[serde(default)]
-    cpu_secs: Option<Spanned<f64>>,
-    /// Program-wide only.
-    #[serde(default)]
-    pub stack_kib: Option<Spanned<i64>>,
-}
 
 /// The grants of the node `node`; what it should be warned of goes to
 /// `warnings`.

@@ -2,102 +2,23 @@
 //! replica expansion, handle resolution. Every error is a [`Diagnostic`].
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::end::{self, RawEnd};
-use super::grants::{self, RawGrants, RawLimits};
+use super::grants;
 use super::overrides::{Override, OverrideTarget};
 use super::replica::{Replica, whole};
+use super::schema::{Context, Entry, Located, RawFile};
 use super::{
     ComponentSource, Diagnostic, Edge, HANDLE_KEY, HANDLE_TIMEOUT_KEY, NodeSpec, Origin, Place,
     Program,
 };
 
 const REFERENCE: &str = "see \"program.toml reference\" in README.md";
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    program: Spanned<RawProgram>,
-    #[serde(default, rename = "node")]
-    nodes: Vec<RawNode>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProgram {
-    name: Spanned<String>,
-    #[serde(default)]
-    call_timeout_secs: Option<Spanned<f64>>,
-    /// Limits of every node that does not set its own, and the stack limit.
-    #[serde(default)]
-    limits: Option<Spanned<RawLimits>>,
-    /// The nodes, entries or groups whose runs end the program.
-    #[serde(default)]
-    wait_for: Option<Spanned<Vec<Spanned<toml::Value>>>>,
-    /// "all" (the default) or "first" of them.
-    #[serde(default)]
-    end_on: Option<Spanned<toml::Value>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawNode {
-    pub name: Spanned<String>,
-    pub component: Spanned<String>,
-    #[serde(default)]
-    pub group: Option<Spanned<String>>,
-    #[serde(default)]
-    pub replicas: Option<Spanned<i64>>,
-    /// Nodes with the same `colocate` name share one process under local_mp.
-    #[serde(default)]
-    pub colocate: Option<Spanned<String>>,
-    /// How many times the node is started again after it fails.
-    #[serde(default)]
-    pub restarts: Option<Spanned<i64>>,
-    #[serde(default)]
-    pub args: BTreeMap<String, Spanned<toml::Value>>,
-    #[serde(default)]
-    pub grants: Option<Spanned<RawGrants>>,
-    #[serde(default)]
-    pub limits: Option<Spanned<RawLimits>>,
-}
-
-/// An arg value and where it was written.
-pub(super) struct Located<T> {
-    pub value: T,
-    pub origin: Origin,
-}
-
-impl<T> From<Spanned<T>> for Located<T> {
-    fn from(s: Spanned<T>) -> Self {
-        let origin = Origin::File(s.span());
-        Located {
-            value: s.into_inner(),
-            origin,
-        }
-    }
-}
-
-/// A node entry after overrides, before expansion.
-pub(super) struct Entry {
-    pub name: Located<String>,
-    pub component: Located<String>,
-    pub group: Option<Located<String>>,
-    pub replicas: Option<Located<i64>>,
-    pub colocate: Option<Located<String>>,
-    pub restarts: Option<Located<i64>>,
-    pub args: BTreeMap<String, Located<toml::Value>>,
-    pub grants: Option<Spanned<RawGrants>>,
-    pub limits: Option<Spanned<RawLimits>>,
-    /// `--set <node>.limits.<key>=value`, applied over `limits`.
-    pub limit_overrides: Vec<(String, Located<toml::Value>)>,
-}
 
 /// Read, validate and expand the program at `path`, applying `overrides`.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<Program, Diagnostic> {
@@ -206,42 +127,6 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         warnings,
         end,
     })
-}
-
-impl From<RawNode> for Entry {
-    fn from(raw: RawNode) -> Self {
-        Entry {
-            name: raw.name.into(),
-            component: raw.component.into(),
-            group: raw.group.map(Into::into),
-            replicas: raw.replicas.map(Into::into),
-            colocate: raw.colocate.map(Into::into),
-            restarts: raw.restarts.map(Into::into),
-            args: raw.args.into_iter().map(|(k, v)| (k, v.into())).collect(),
-            grants: raw.grants,
-            limits: raw.limits,
-            limit_overrides: Vec::new(),
-        }
-    }
-}
-
-/// The file being loaded, for building diagnostics.
-pub(super) struct Context<'a> {
-    pub file: &'a Path,
-    pub source: &'a str,
-}
-
-impl Context<'_> {
-    pub fn error(&self, origin: &Origin, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::new(self.file, self.source, origin, message)
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        match self.file.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
-    }
 }
 
 /// Names of programs, nodes and groups: letters, digits, `_` and `-`.

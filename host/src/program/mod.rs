@@ -8,6 +8,7 @@ mod grants;
 mod load;
 mod overrides;
 mod replica;
+mod schema;
 
 use std::path::PathBuf;
 use std::time::Duration;

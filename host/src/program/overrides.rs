@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use super::Origin;
 use super::diagnostic::Diagnostic;
-use super::load::{Context, Entry, Located};
+use super::schema::{Context, Entry, Located};
 
 /// One `--set path=value`.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,14 +80,17 @@ impl Override {
             {
                 return Ok(OverrideTarget::ProgramLimit(
                     key.clone(),
-                    located(self.value.clone(), &origin),
+                    Located::new(self.value.clone(), &origin),
                 ));
             }
             if self.path[1..] == ["wait_for"] {
                 return Ok(OverrideTarget::WaitFor(self.value.clone(), origin.clone()));
             }
             if self.path[1..] == ["end_on"] {
-                return Ok(OverrideTarget::EndOn(located(self.value.clone(), &origin)));
+                return Ok(OverrideTarget::EndOn(Located::new(
+                    self.value.clone(),
+                    &origin,
+                )));
             }
             if self.path[1..] != ["call_timeout_secs"] {
                 return bad(
@@ -105,7 +108,7 @@ impl Override {
                     );
                 }
             };
-            return Ok(OverrideTarget::CallTimeout(located(secs, &origin)));
+            return Ok(OverrideTarget::CallTimeout(Located::new(secs, &origin)));
         }
 
         let Some(entry) = entries.iter_mut().find(|e| e.name.value == self.path[0]) else {
@@ -125,7 +128,7 @@ impl Override {
             .collect::<Vec<_>>()[..]
         {
             ["replicas"] => match self.value {
-                toml::Value::Integer(n) => entry.replicas = Some(located(n, &origin)),
+                toml::Value::Integer(n) => entry.replicas = Some(Located::new(n, &origin)),
                 _ => {
                     return bad(
                         "replicas must be a whole number".into(),
@@ -134,7 +137,7 @@ impl Override {
                 }
             },
             ["restarts"] => match self.value {
-                toml::Value::Integer(n) => entry.restarts = Some(located(n, &origin)),
+                toml::Value::Integer(n) => entry.restarts = Some(Located::new(n, &origin)),
                 _ => {
                     return bad(
                         "restarts must be a whole number".into(),
@@ -142,17 +145,17 @@ impl Override {
                     );
                 }
             },
-            ["group"] => entry.group = Some(located(string()?, &origin)),
-            ["colocate"] => entry.colocate = Some(located(string()?, &origin)),
-            ["component"] => entry.component = located(string()?, &origin),
+            ["group"] => entry.group = Some(Located::new(string()?, &origin)),
+            ["colocate"] => entry.colocate = Some(Located::new(string()?, &origin)),
+            ["component"] => entry.component = Located::new(string()?, &origin),
             ["args", key] => {
                 entry
                     .args
-                    .insert(key.to_string(), located(self.value.clone(), &origin));
+                    .insert(key.to_string(), Located::new(self.value.clone(), &origin));
             }
             ["limits", key] => entry
                 .limit_overrides
-                .push((key.to_string(), located(self.value.clone(), &origin))),
+                .push((key.to_string(), Located::new(self.value.clone(), &origin))),
             ["grants", ..] => {
                 return bad(
                     "grants cannot be set with --set".into(),
@@ -162,13 +165,6 @@ impl Override {
             _ => return bad(format!("cannot set {}", self.path.join(".")), paths_help),
         }
         Ok(OverrideTarget::Applied)
-    }
-}
-
-fn located<T>(value: T, origin: &Origin) -> Located<T> {
-    Located {
-        value,
-        origin: origin.clone(),
     }
 }
 

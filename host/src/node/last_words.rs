@@ -20,7 +20,7 @@ pub struct LastWords {
 impl LastWords {
     /// Keep one line the node wrote to stderr.
     pub fn record(&self, line: &str) {
-        let mut lines = super::lock(&self.lines);
+        let mut lines = crate::lock(&self.lines);
         if lines.len() == KEPT_LINES {
             lines.pop_front();
         }
@@ -29,13 +29,13 @@ impl LastWords {
 
     /// Forget them (the node starts again).
     pub fn clear(&self) {
-        super::lock(&self.lines).clear();
+        crate::lock(&self.lines).clear();
     }
 
     /// The node's last panic, as `panicked: MESSAGE (FILE:LINE:COL)`, if its
     /// last stderr lines hold one.
     pub fn panic_message(&self) -> Option<String> {
-        let lines = super::lock(&self.lines);
+        let lines = crate::lock(&self.lines);
         let start = lines.iter().rposition(|l| l.contains(" panicked at "))?;
         let at = lines[start]
             .split(" panicked at ")

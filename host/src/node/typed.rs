@@ -20,7 +20,7 @@ use wasmtime::component::{
     Accessor, ComponentNamedList, ComponentType, Func, Lift, LinkerInstance, Lower, TypedFunc,
 };
 
-use super::node::{NodeContext, NodeState};
+use super::{NodeContext, NodeState};
 use crate::courier::codec::{CodecError, get_len, get_unsigned, put_unsigned, take};
 use crate::courier::{CallError, FuncKey, Payload, Reply, TypedWire};
 

@@ -1,6 +1,12 @@
 //! One running node: its store, the host functions it imports (runtime and
 //! courier clients), and the loop that runs its `run` while serving calls
-//! from its mailbox. Shared by every launch type that runs nodes in threads.
+//! from its mailbox. It knows nothing of launchers: a launch type hands it
+//! a mailbox, a router, its [`hooks::Hooks`] and a channel for its events.
+
+pub mod hooks;
+mod last_words;
+mod limits;
+pub(crate) mod typed;
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -20,13 +26,9 @@ use wasmtime::{AsContext, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::last_words::LastWords;
-use super::limits::{self, NodeLimiter};
-use super::lock;
-use super::seeded::{self, Chaos};
-use super::typed::{Bound, Shape, shape_for};
 use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Request, Router};
 use crate::credit::Credit;
+use crate::lock;
 use crate::output::{LogLevel, Output, Stream};
 use crate::program::{Grants, Limits};
 use crate::sandbox::interface::{
@@ -34,6 +36,10 @@ use crate::sandbox::interface::{
 };
 use crate::sandbox::{LineWriter, NodeInterface};
 use crate::stop::StopSignal;
+use hooks::Hooks;
+use last_words::LastWords;
+use limits::NodeLimiter;
+use typed::{Bound, Shape, shape_for};
 
 /// A served function: where it is, and its typed shape if it has one.
 #[derive(Clone)]
@@ -162,8 +168,8 @@ pub struct NodeContext {
     pub output: Output,
     /// What its log lines may have on their way to the output.
     pub log_credit: Credit,
-    /// In a seeded run: its choices and trace.
-    pub chaos: Option<Arc<Chaos>>,
+    /// What a seeded run changes in it (none otherwise).
+    pub hooks: Hooks,
     /// What of the host it may use, and how much it may take.
     pub grants: Grants,
     pub limits: Limits,
@@ -216,25 +222,18 @@ impl NodeContext {
                 self.name
             )));
         }
-        let Some(chaos) = &self.chaos else {
-            return self.router.call_through(target, func, args, deadline).await;
+        let describe = || {
+            let (service, function) = self.router.func_name(func);
+            let interface = service.rsplit('/').next().unwrap_or(service);
+            format!(
+                "{} -> {} {}.{function}",
+                self.name,
+                self.router.name(target),
+                interface.split('@').next().unwrap_or(interface)
+            )
         };
-        let (service, function) = self.router.func_name(func);
-        let interface = service.rsplit('/').next().unwrap_or(service);
-        let call = format!(
-            "{} -> {} {}.{function}",
-            self.name,
-            self.router.name(target),
-            interface.split('@').next().unwrap_or(interface)
-        );
-        chaos.record(format!("call {call}"));
-        chaos.before_call(&call).await?;
-        let reply = self.router.call_through(target, func, args, deadline).await;
-        match &reply {
-            Ok(_) => chaos.record(format!("return {call}: ok")),
-            Err(e) => chaos.record(format!("return {call}: {e}")),
-        }
-        reply
+        let call = self.router.call_through(target, func, args, deadline);
+        self.hooks.around_call(describe, call).await
     }
 
     fn stop_signal(&self) -> &Arc<StopSignal> {
@@ -287,15 +286,7 @@ impl NodeState {
         wasi.stdout(line(Stream::Stdout))
             .stderr(line(Stream::Stderr))
             .args(&[node.name.as_str()]);
-        if let Some(chaos) = &node.chaos {
-            // Seeded runs: the node's clocks are virtual, its randomness
-            // comes from the seed.
-            wasi.secure_random(seeded::node_rng(chaos, node.id, 1))
-                .insecure_random(seeded::node_rng(chaos, node.id, 2))
-                .insecure_random_seed(u128::from(chaos.node_seed(node.id, 3)))
-                .wall_clock(seeded::VirtualWallClock(chaos.clone()))
-                .monotonic_clock(seeded::VirtualMonotonicClock(chaos.clone()));
-        }
+        node.hooks.wasi(node.id, &mut wasi);
         grant(&mut wasi, &node.grants)?;
         let wasi = wasi.build();
         Ok(NodeState {
@@ -364,9 +355,8 @@ fn add_runtime(linker: &mut Linker<NodeState>) -> Result<()> {
     })?;
     rt.func_new("stop", |store, _, _, _| {
         let node = &store.data().node;
-        if let Some(chaos) = &node.chaos {
-            chaos.record(format!("stop requested by {}", node.name));
-        }
+        node.hooks
+            .record(|| format!("stop requested by {}", node.name));
         if node.stop_signal().stop() {
             tracing::debug!("node {} requested stop", node.name);
         }
@@ -441,10 +431,20 @@ pub struct Control {
     pub kill: StopSignal,
 }
 
+/// What runs as a node behind its mailbox. Every kind serves the calls of
+/// the same [`Mailbox`], reports the same [`NodeEvent`]s and heeds the same
+/// [`Control`]; the launch types do not know which kind a node is. A native
+/// node kind (host code instead of a sandboxed component) would be another
+/// variant here with its own serve loop beside [`serve_component`].
+pub enum NodeBody {
+    /// A wasm component, instantiated in a store of its own.
+    Wasm(Arc<PreparedComponent>),
+}
+
 /// Everything a node thread needs.
 pub struct NodeLaunch {
     pub node: Arc<NodeContext>,
-    pub component: Arc<PreparedComponent>,
+    pub body: NodeBody,
     pub run_enabled: bool,
     pub mailbox: Mailbox,
     pub control: Arc<Control>,
@@ -476,9 +476,8 @@ pub async fn run_node(mut launch: NodeLaunch) {
         let cause = error.lines().next().unwrap_or_default();
         let count = format!("{restarted} of {}", launch.restarts);
         tracing::warn!("node {} failed ({cause}); restart {count}", node.name);
-        if let Some(chaos) = &node.chaos {
-            chaos.record(format!("restart {} ({count}): {cause}", node.name));
-        }
+        node.hooks
+            .record(|| format!("restart {} ({count}): {cause}", node.name));
         node.last_words.clear();
     }
     let _ = launch.events.send(NodeEvent::Exited(id));
@@ -508,10 +507,18 @@ fn describe_failure(e: &anyhow::Error, stack_kib: Option<u64>) -> String {
     text
 }
 
+/// Serve one instance of the node until the program shuts it down, or it fails.
 async fn serve_node(launch: &mut NodeLaunch) -> Result<()> {
+    match &launch.body {
+        NodeBody::Wasm(component) => serve_component(component.clone(), launch).await,
+    }
+}
+
+/// Instantiate a wasm component and serve its `run` and calls.
+async fn serve_component(component: Arc<PreparedComponent>, launch: &mut NodeLaunch) -> Result<()> {
     let &mut NodeLaunch {
         ref node,
-        ref component,
+        body: _,
         run_enabled,
         ref mut mailbox,
         ref control,
@@ -533,12 +540,12 @@ async fn serve_node(launch: &mut NodeLaunch) -> Result<()> {
         Ok(UpdateDeadline::Yield(1))
     });
     store.set_epoch_deadline(1);
-    if node.chaos.is_some() {
+    if let Some(fuel) = node.hooks.fuel_per_step() {
         // Seeded runs: yield after a fixed amount of work, not at clock
         // ticks, so where a node pauses does not depend on the machine.
         store.set_fuel(u64::MAX).map_err(anyhow::Error::from)?;
         store
-            .fuel_async_yield_interval(Some(seeded::FUEL_PER_STEP))
+            .fuel_async_yield_interval(Some(fuel))
             .map_err(anyhow::Error::from)?;
     }
     let instance = component
