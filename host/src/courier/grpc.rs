@@ -330,7 +330,17 @@ impl Courier for CourierService {
         let router = self.router.clone();
         tokio::spawn(async move {
             let calls: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Arc::default();
-            while let Ok(Some(CallMessage { id, kind })) = incoming.message().await {
+            loop {
+                let CallMessage { id, kind } = match incoming.message().await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break,
+                    // A message this side refuses (too large, not
+                    // protobuf): the stream ends with that status.
+                    Err(status) => {
+                        let _ = replies.send(Err(status));
+                        break;
+                    }
+                };
                 match kind {
                     Some(call_message::Kind::Call(call)) => {
                         let (router, replies, finished) =
