@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Status};
 
-use crate::courier::spin_socket::{SpinIo, SpinSocket};
-use crate::courier::{Endpoint, Listener, Secret};
+use std::time::Duration;
+
+use crate::courier::{Endpoint, Link, Listener, Secret, Security};
 
 tonic::include_proto!("lp.v1");
 
@@ -60,33 +61,47 @@ pub type Authenticated =
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, PresentSecret>;
 
 /// A channel to the process listening at `endpoint`; connects lazily (each
-/// connection dialed through [`Endpoint::dial`]). Its reads park at once
-/// (no spinning): control messages are few.
-pub fn channel(endpoint: &Endpoint) -> tonic::transport::Channel {
-    let endpoint = endpoint.clone();
+/// connection dialed through [`Endpoint::dial`], secured as `security`
+/// says). Its reads park at once (no spinning): control messages are few.
+/// HTTP/2 pings every [`KEEPALIVE`] notice a peer that is gone (a machine
+/// that died, a cut link) within about twice that.
+pub fn channel(endpoint: &Endpoint, security: &Security) -> tonic::transport::Channel {
+    let (endpoint, security) = (endpoint.clone(), security.clone());
     // The URI is required by tonic but unused: the connector dials the endpoint.
-    tonic::transport::Endpoint::from_static("http://lp.local").connect_with_connector_lazy(
-        tower::service_fn(move |_: tonic::transport::Uri| {
-            let endpoint = endpoint.clone();
+    tonic::transport::Endpoint::from_static("http://lp.local")
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true)
+        .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
+            let (endpoint, security) = (endpoint.clone(), security.clone());
             async move {
-                let socket = SpinSocket::new(endpoint.dial().await?, std::time::Duration::ZERO)?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(SpinIo::new(socket)))
+                let connected = endpoint.dial().await?;
+                let link = security
+                    .client(connected, &endpoint, Duration::ZERO)
+                    .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(link))
             }
-        }),
-    )
+        }))
 }
 
-/// The connections accepted at `listener`, for a tonic server. Its reads
-/// park at once, as [`channel`]'s do.
+/// How often either end of a control stream pings the other, and how long
+/// it waits for the answer.
+pub const KEEPALIVE: Duration = Duration::from_millis(500);
+
+/// A tonic server for the control service, pinging its clients as
+/// [`channel`] pings it.
+pub fn control_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE))
+}
+
+/// The connections accepted at `listener` that pass `security`'s
+/// handshake, for a tonic server. Their reads park at once, as
+/// [`channel`]'s do.
 pub fn incoming(
     listener: Listener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<SpinIo>> + Send {
-    futures::stream::unfold(listener, |listener| async move {
-        let accepted = listener
-            .accept()
-            .await
-            .and_then(|connected| SpinSocket::new(connected, std::time::Duration::ZERO))
-            .map(SpinIo::new);
-        Some((accepted, listener))
-    })
+    security: &Security,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Link>> + Send {
+    security.incoming(listener, Duration::ZERO)
 }

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lp_host::courier::{
-    CallError, Endpoint, FuncKey, FuncTable, Mailbox, Payload, Placement, Router, Secret,
+    CallError, Endpoint, FuncKey, FuncTable, Mailbox, Payload, Placement, Router, Secret, Security,
     Signature, TransportKind, Wire,
 };
 use lp_host::proto;
 use lp_host::stop::StopSignal;
+use lp_host::trust::{LaunchCa, MutualTls, Role};
 
 /// Which endpoints a server listens at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +80,7 @@ async fn pair_with(transport: TransportKind, net: Net, secret: Secret, presented
         transport,
         spin: Duration::from_micros(20),
         secret: secret.clone(),
+        security: Security::plain(),
     };
     let (server, mut mailboxes) = Router::new(
         vec!["node".into()],
@@ -313,7 +315,7 @@ async fn open_grpc_stream(
     Result<tonic::Streaming<proto::ReplyMessage>, tonic::Status>,
 ) {
     let mut client = proto::courier_client::CourierClient::with_interceptor(
-        proto::channel(endpoint),
+        proto::channel(endpoint, &Security::plain()),
         proto::PresentSecret::new(secret),
     );
     let (calls, outgoing) = tokio::sync::mpsc::unbounded_channel();
@@ -663,5 +665,168 @@ fn a_failing_local_mp_run_warns_of_no_bad_secret() {
                 "{courier}: a spurious warning: {stderr}"
             );
         }
+    }
+}
+
+/// A gRPC server over TCP with mutual TLS (a certificate of `ca` for
+/// 127.0.0.1), and a client router that connects as `client` says.
+async fn tls_pair(ca: &LaunchCa, client: Security) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (funcs, _) = funcs();
+    let secret = Secret::generate().unwrap();
+    let server_tls = MutualTls::new(&ca.issue(Role::Worker(0), &["127.0.0.1".into()]).unwrap());
+    let wire = Wire {
+        transport: TransportKind::Grpc,
+        spin: Duration::from_micros(20),
+        secret,
+        security: Security::mutual_tls(server_tls.unwrap()),
+    };
+    let (server, mut mailboxes) = Router::new(
+        vec!["node".into()],
+        &[Placement::Local],
+        wire.clone(),
+        funcs.clone(),
+        Arc::new(StopSignal::new()),
+        None,
+    );
+    let listener = Endpoint::Tcp("127.0.0.1:0".parse().unwrap())
+        .bind()
+        .unwrap();
+    let endpoint = listener.endpoint().unwrap();
+    tokio::spawn(wire.transport().serve(
+        listener,
+        Arc::new(server),
+        Box::pin(std::future::pending()),
+    ));
+    let (client, _) = Router::new(
+        vec!["node".into()],
+        &[Placement::Remote(endpoint.clone())],
+        Wire {
+            security: client,
+            ..wire
+        },
+        funcs,
+        Arc::new(StopSignal::new()),
+        None,
+    );
+    Pair {
+        client,
+        mailbox: mailboxes.remove(0).unwrap(),
+        endpoint,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn mutual_tls_serves_members_of_the_launch_only() {
+    let (_, key) = funcs();
+    let ca = LaunchCa::generate().unwrap();
+    let member = |ca: &LaunchCa| {
+        let credentials = ca.issue(Role::Worker(1), &["127.0.0.1".into()]).unwrap();
+        Security::mutual_tls(MutualTls::new(&credentials).unwrap())
+    };
+    // A member of the launch: served.
+    let Pair {
+        client,
+        mut mailbox,
+        endpoint,
+        _dir,
+    } = tls_pair(&ca, member(&ca)).await;
+    an_honest_call_is_served(&client, &mut mailbox, "a member over mutual TLS").await;
+
+    // Another launch's certificate, and no TLS at all: the call fails
+    // (typed), and nothing reaches the node.
+    let other = LaunchCa::generate().unwrap();
+    for (what, security) in [
+        ("another launch's certificate", member(&other)),
+        ("plain TCP", Security::plain()),
+    ] {
+        let Pair {
+            client,
+            mailbox: mut stranger_box,
+            _dir,
+            ..
+        } = tls_pair(&ca, security).await;
+        let outcome = client
+            .call_with_deadline(0, key, Payload::Vals(vec![]), Some(Duration::from_secs(5)))
+            .await;
+        assert!(
+            matches!(outcome, Err(CallError::Unreachable(_))),
+            "{what}: {:?}",
+            outcome.err()
+        );
+        assert!(stranger_box.try_recv().is_err(), "{what} reached the node");
+    }
+
+    // A client without a certificate (TLS, but trusting anything): the
+    // handshake fails and the connection is closed.
+    let Endpoint::Tcp(addr) = endpoint else {
+        unreachable!()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(lp_host::trust::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let refused = match connector.connect(name, tcp).await {
+        Err(_) => true,
+        Ok(mut tls) => {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+            let mut buf = [0u8; 64];
+            // TLS 1.3 reports the missing certificate after the handshake.
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await,
+                Ok(Ok(0) | Err(_))
+            )
+        }
+    };
+    assert!(refused, "a client without a certificate was served");
+    assert!(mailbox.try_recv().is_err());
+    an_honest_call_is_served(&client, &mut mailbox, "after the strangers").await;
+}
+
+/// Accepts any server certificate (a stranger that checks nothing).
+#[derive(Debug)]
+struct AnyServer;
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        lp_host::trust::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

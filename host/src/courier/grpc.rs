@@ -7,9 +7,8 @@
 //! HTTP/2 connection runs on a [`SpinIo`], whose reads spin briefly before
 //! they park, as the framed transport's do.
 //!
-//! TLS goes in one place: [`client_io`] and [`server_io`] get every socket
-//! this transport dials or accepts, before HTTP/2 runs on it; a TLS
-//! connector and acceptor wrap the stream there.
+//! Connections are plain or mutual TLS as the launch's [`Security`] says
+//! (see [`super::link`]).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -23,13 +22,11 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::endpoint::{Endpoint, Listener};
-use super::spin_socket::{SpinIo, SpinSocket};
 use super::transport::{self, Transport};
-use super::{CallError, FuncKey, Payload, Reply, Router, Secret};
+use super::{CallError, FuncKey, Payload, Reply, Router, Secret, Security};
 use crate::lock;
 use crate::proto::courier_client::CourierClient;
 use crate::proto::courier_server::{Courier, CourierServer};
@@ -50,11 +47,16 @@ const FRAME: u32 = 1 << 20;
 pub struct GrpcStream {
     spin: Duration,
     secret: Secret,
+    security: Security,
 }
 
 impl GrpcStream {
-    pub fn new(spin: Duration, secret: Secret) -> GrpcStream {
-        GrpcStream { spin, secret }
+    pub fn new(spin: Duration, secret: Secret, security: Security) -> GrpcStream {
+        GrpcStream {
+            spin,
+            secret,
+            security,
+        }
     }
 }
 
@@ -64,6 +66,7 @@ impl Transport for GrpcStream {
             endpoint: endpoint.clone(),
             spin: self.spin,
             secret: self.secret.clone(),
+            security: self.security.clone(),
             stream: tokio::sync::Mutex::new(None),
         })
     }
@@ -79,27 +82,10 @@ impl Transport for GrpcStream {
             router,
             self.spin,
             self.secret.clone(),
+            self.security.clone(),
             shutdown,
         ))
     }
-}
-
-/// The socket of an outgoing connection, as HTTP/2 will run on it (a TLS
-/// connector wraps it here).
-fn client_io(socket: Arc<SpinSocket>) -> SpinIo {
-    SpinIo::new(socket)
-}
-
-/// The socket of an accepted connection, as HTTP/2 will run on it (a TLS
-/// acceptor wraps it here).
-fn server_io(socket: Arc<SpinSocket>) -> SpinIo {
-    SpinIo::new(socket)
-}
-
-impl Connected for SpinIo {
-    type ConnectInfo = ();
-
-    fn connect_info(&self) {}
 }
 
 /// What a caller waits for: its call's reply, or the stream's end.
@@ -115,17 +101,15 @@ struct CallStream {
 
 impl CallStream {
     /// Open the stream on a connection to `endpoint` (once it listens).
-    async fn open(
-        endpoint: &Endpoint,
-        spin: Duration,
-        secret: &Secret,
-        router: &Router,
-    ) -> Result<CallStream, CallError> {
+    async fn open(remote: &Remote, router: &Router) -> Result<CallStream, CallError> {
+        let (endpoint, secret) = (&remote.endpoint, &remote.secret);
         let transport_error =
             |e: &dyn std::fmt::Display| CallError::Unreachable(format!("transport: {e}"));
         let connected = endpoint.dial_when_ready(router.stop_signal()).await?;
-        let io = SpinSocket::new(connected, spin)
-            .map(client_io)
+        let io = remote
+            .security
+            .client(connected, endpoint, remote.spin)
+            .await
             .map_err(|e| transport_error(&e))?;
         // The channel runs on this one connection: a broken stream is
         // opened again by a later call, on a new connection.
@@ -208,6 +192,7 @@ struct Remote {
     endpoint: Endpoint,
     spin: Duration,
     secret: Secret,
+    security: Security,
     stream: tokio::sync::Mutex<Option<Arc<CallStream>>>,
 }
 
@@ -218,8 +203,7 @@ impl Remote {
         if let Some(stream) = current.as_ref().filter(|s| !s.is_closed()) {
             return Ok(stream.clone());
         }
-        let stream =
-            Arc::new(CallStream::open(&self.endpoint, self.spin, &self.secret, router).await?);
+        let stream = Arc::new(CallStream::open(self, router).await?);
         *current = Some(stream.clone());
         Ok(stream)
     }
@@ -393,6 +377,7 @@ async fn serve(
     router: Arc<Router>,
     spin: Duration,
     secret: Secret,
+    security: Security,
     shutdown: BoxFuture<'static, ()>,
 ) -> Result<()> {
     let service = CourierServer::new(CourierService { router })
@@ -402,14 +387,7 @@ async fn serve(
         service,
         RequireSecret(Arc::new(secret)),
     );
-    let incoming = futures::stream::unfold(listener, move |listener| async move {
-        let accepted = listener
-            .accept()
-            .await
-            .and_then(|connected| SpinSocket::new(connected, spin))
-            .map(server_io);
-        Some((accepted, listener))
-    });
+    let incoming = security.incoming(listener, spin);
     tonic::transport::Server::builder()
         .initial_stream_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)

@@ -8,6 +8,7 @@ pub mod directory;
 pub mod endpoint;
 mod error;
 pub mod grpc;
+pub mod link;
 mod secret;
 pub mod socket;
 pub(crate) mod spin_socket;
@@ -29,6 +30,7 @@ use crate::stop::StopSignal;
 pub use directory::Directory;
 pub use endpoint::{Endpoint, Listener};
 pub use error::CallError;
+pub use link::{Link, Security};
 pub use secret::Secret;
 pub use transport::{Remote, Transport, TransportKind};
 pub use typecheck::{check_client_shape, check_edge, describe};
@@ -295,12 +297,15 @@ pub struct Wire {
     pub transport: TransportKind,
     pub spin: Duration,
     pub secret: Secret,
+    /// Plain connections, or mutual TLS (between machines).
+    pub security: Security,
 }
 
 impl Wire {
     /// The transport these settings make.
     pub fn transport(&self) -> Arc<dyn Transport> {
-        self.transport.build(self.spin, self.secret.clone())
+        self.transport
+            .build(self.spin, self.secret.clone(), self.security.clone())
     }
 }
 
@@ -327,6 +332,7 @@ impl Router {
             transport: TransportKind::Socket,
             spin: Duration::ZERO,
             secret: Secret::unused(),
+            security: Security::plain(),
         };
         let (router, mailboxes) = Router::new(names, &placements, wire, funcs, stop, call_timeout);
         (

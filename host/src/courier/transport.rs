@@ -13,7 +13,7 @@ use anyhow::Result;
 use futures::future::BoxFuture;
 
 use super::endpoint::{Endpoint, Listener};
-use super::{CallError, FuncKey, Payload, Reply, Router, Secret, Signature};
+use super::{CallError, FuncKey, Payload, Reply, Router, Secret, Security, Signature};
 
 /// How calls travel between processes.
 pub trait Transport: Send + Sync {
@@ -72,11 +72,15 @@ pub enum TransportKind {
 
 impl TransportKind {
     /// The transport itself: readers spin for `spin` before they park,
-    /// and every connection presents (and requires) `secret`.
-    pub fn build(self, spin: Duration, secret: Secret) -> Arc<dyn Transport> {
+    /// and every connection presents (and requires) `secret`. With mutual
+    /// TLS (between machines) calls always go over gRPC: the framed
+    /// transport is for the processes of one machine.
+    pub fn build(self, spin: Duration, secret: Secret, security: Security) -> Arc<dyn Transport> {
         match self {
-            TransportKind::Socket => Arc::new(super::socket::Framed::new(spin, secret)),
-            TransportKind::Grpc => Arc::new(super::grpc::GrpcStream::new(spin, secret)),
+            TransportKind::Socket if !security.is_tls() => {
+                Arc::new(super::socket::Framed::new(spin, secret))
+            }
+            _ => Arc::new(super::grpc::GrpcStream::new(spin, secret, security)),
         }
     }
 }

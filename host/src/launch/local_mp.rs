@@ -24,7 +24,7 @@ use super::start::{RunningProgram, timer_runtime};
 use super::supervisor;
 use super::worker::WorkerSpec;
 use super::{LaunchOptions, Plan, lock};
-use crate::courier::{Endpoint, Placement, Router, Secret, Wire};
+use crate::courier::{Endpoint, Placement, Router, Secret, Security, Wire};
 use crate::node::{Control, NodeEvent};
 use crate::proto::control_server::{Control as ControlService, ControlServer};
 use crate::proto::{self, Command as WorkerCommand, WorkerEvent, command, worker_event};
@@ -116,15 +116,18 @@ pub fn launch(
         let listener = runtime.block_on(async { Endpoint::Unix(control_socket.clone()).bind() })?;
         let shutdown = control.clone();
         runtime.spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = proto::control_server()
                 .add_service(tonic::service::interceptor::InterceptedService::new(
                     ControlServer::new(service),
                     proto::RequireSecret(Arc::new(control_secret)),
                 ))
-                .serve_with_incoming_shutdown(proto::incoming(listener), async move {
-                    shutdown.shutdown.wait().await;
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                })
+                .serve_with_incoming_shutdown(
+                    proto::incoming(listener, &Security::plain()),
+                    async move {
+                        shutdown.shutdown.wait().await;
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    },
+                )
                 .await;
         });
     }
@@ -204,6 +207,7 @@ pub fn launch(
             transport: options.transport,
             spin: options.spin,
             secret: secret.clone(),
+            security: Security::plain(),
         };
         let names = program.nodes.iter().map(|n| n.name.clone()).collect();
         let funcs = plan.funcs.clone();

@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 use super::run_dir;
 use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
 use super::{LoadOptions, Plan};
-use crate::courier::{Endpoint, Placement, Router, Secret, TransportKind, Wire};
+use crate::courier::{Endpoint, Placement, Router, Secret, Security, TransportKind, Wire};
 use crate::credit::Receipt;
 use crate::node::{Control, NodeEvent};
 use crate::output::Output;
@@ -104,6 +104,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         transport: spec.transport,
         spin: spec.spin,
         secret: spec.secret.clone(),
+        security: Security::plain(),
     };
     let (router, mailboxes) = {
         let _enter = runtime.enter();
@@ -143,7 +144,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let mut commands = runtime
         .block_on(async {
             ControlClient::with_interceptor(
-                proto::channel(&Endpoint::Unix(spec.control.clone())),
+                proto::channel(&Endpoint::Unix(spec.control.clone()), &Security::plain()),
                 proto::PresentSecret::new(&spec.secret),
             )
             .attach(up_stream)
