@@ -255,6 +255,22 @@ impl FuncTable {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+
+    /// A digest of the table: every function's key, name and types, and
+    /// whether it has a typed encoding. Processes of one launch compare
+    /// digests when they connect: equal digests mean a key names the same
+    /// function with the same types on both sides.
+    pub fn digest(&self) -> String {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        for ((service, function), signature) in self.names.iter().zip(&self.signatures) {
+            let args: Vec<String> = signature.args.iter().map(describe).collect();
+            let result = signature.result.as_ref().map(describe).unwrap_or_default();
+            let typed = signature.typed.is_some();
+            hash.update(format!("{service}.{function}({}) -> {result} {typed}\n", args.join(", ")));
+        }
+        hex::encode(&hash.finalize()[..8])
+    }
 }
 
 /// One call delivered to a node.

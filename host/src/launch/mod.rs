@@ -7,6 +7,7 @@ pub mod end;
 pub mod local_mp;
 pub mod local_mt;
 mod plan;
+mod processes;
 mod pool;
 mod report;
 mod run_dir;
@@ -14,6 +15,7 @@ pub mod seeded;
 mod start;
 mod supervisor;
 pub mod worker;
+pub mod workers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,7 +16,10 @@ use tokio_stream::StreamExt;
 use super::run_dir;
 use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
 use super::{LoadOptions, Plan};
-use crate::courier::{Endpoint, Placement, Router, Secret, Security, TransportKind, Wire};
+use crate::courier::{
+    Directory, Endpoint, Placement, Router, Secret, Security, TransportKind, Wire,
+};
+use crate::trust::{Credentials, MutualTls, Role};
 use crate::credit::Receipt;
 use crate::node::{Control, NodeEvent};
 use crate::output::Output;
@@ -42,10 +45,15 @@ pub struct WorkerSpec {
     pub run_disabled: Vec<String>,
     /// The node ids this worker hosts.
     pub nodes: Vec<u32>,
-    /// For every node of the program, the socket of the worker hosting it.
-    pub sockets: Vec<PathBuf>,
-    /// The launcher's control socket.
-    pub control: PathBuf,
+    /// Where it serves calls into them (a TCP port 0 takes any free port;
+    /// the worker announces the one it got).
+    pub listen: Endpoint,
+    /// How it reaches the other nodes.
+    pub peers: Peers,
+    /// The launcher's control service.
+    pub control: Endpoint,
+    /// The run directory on this machine (removed if the parent goes).
+    pub run_dir: PathBuf,
     pub cache_dir: Option<PathBuf>,
     /// Whether it may use that cache: not if the launcher found it unusable
     /// (and said why, once for the launch).
@@ -56,8 +64,67 @@ pub struct WorkerSpec {
     pub spin: Duration,
     /// What every connection between processes of this launch presents.
     pub secret: Secret,
-    /// The launcher's pid (a worker that outlives it cleans up after it).
+    /// The parent's pid (a worker that outlives it cleans up after it).
     pub launcher: u32,
+    /// This process's certificate of the launch, when its connections are
+    /// mutual TLS (a multi-host launch).
+    pub credentials: Option<SpecCredentials>,
+}
+
+/// Where the other processes of a launch listen.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub enum Peers {
+    /// For every node of the program, the endpoint of the process hosting it.
+    Fixed(Vec<Endpoint>),
+    /// For every node, the index of the process hosting it; processes
+    /// announce their endpoints through the launcher.
+    Announced(Vec<u32>),
+}
+
+/// A certificate and key of the launch CA and the CA's certificate, DER
+/// in base64.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct SpecCredentials {
+    pub worker: u32,
+    pub ca_cert: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for SpecCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SpecCredentials(worker {})", self.worker)
+    }
+}
+
+impl SpecCredentials {
+    pub fn of(worker: u32, credentials: &Credentials) -> SpecCredentials {
+        use base64::Engine as _;
+        let encode = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
+        SpecCredentials {
+            worker,
+            ca_cert: encode(credentials.ca_cert()),
+            cert: encode(credentials.cert()),
+            key: encode(credentials.key_der()),
+        }
+    }
+
+    /// Mutual TLS with these credentials.
+    pub fn security(&self) -> Result<Security> {
+        use base64::Engine as _;
+        let decode = |text: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .context("bad credentials in the worker spec")
+        };
+        let credentials = Credentials::from_der(
+            Role::Worker(self.worker),
+            decode(&self.ca_cert)?,
+            decode(&self.cert)?,
+            decode(&self.key)?,
+        );
+        Ok(Security::mutual_tls(MutualTls::new(&credentials)?))
+    }
 }
 
 /// Run a worker; returns the process exit code.
@@ -74,9 +141,11 @@ pub fn main(spec_file: &std::path::Path) -> i32 {
 fn run(spec_file: &std::path::Path) -> Result<()> {
     let spec: WorkerSpec =
         serde_json::from_slice(&run_dir::take_spec(spec_file)?).context("bad worker spec")?;
-    if let Some(dir) = spec.control.parent() {
-        run_dir::clean_up_after(spec.launcher, dir)?;
-    }
+    run_dir::clean_up_after(spec.launcher, &spec.run_dir)?;
+    let security = match &spec.credentials {
+        Some(credentials) => credentials.security()?,
+        None => Security::plain(),
+    };
     let overrides: Vec<Override> = spec
         .overrides
         .iter()
@@ -93,18 +162,40 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let runtime = timer_runtime()?;
 
     let stop = Arc::new(StopSignal::new());
-    let placements: Vec<Placement> = (0..plan.program.nodes.len() as u32)
-        .map(|id| match spec.nodes.contains(&id) {
-            true => Placement::Local,
-            false => Placement::Remote(Endpoint::Unix(spec.sockets[id as usize].clone())),
+    let directory = match &spec.peers {
+        Peers::Announced(process_of) => Some(Directory::new(
+            process_of.iter().max().map_or(0, |&k| k as usize + 1),
+        )),
+        Peers::Fixed(_) => None,
+    };
+    let placements: Vec<Placement> = (0..plan.program.nodes.len())
+        .map(|id| {
+            if spec.nodes.contains(&(id as u32)) {
+                return Ok(Placement::Local);
+            }
+            match (&spec.peers, &directory) {
+                (Peers::Fixed(endpoints), _) => endpoints
+                    .get(id)
+                    .cloned()
+                    .map(Placement::Remote)
+                    .context("the worker spec has no endpoint for every node"),
+                (Peers::Announced(process_of), Some(directory)) => process_of
+                    .get(id)
+                    .map(|&process| Placement::Announced {
+                        directory: directory.clone(),
+                        process: process as usize,
+                    })
+                    .context("the worker spec has no process for every node"),
+                (Peers::Announced(_), None) => unreachable!("announced peers have a directory"),
+            }
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let names = plan.program.nodes.iter().map(|n| n.name.clone()).collect();
     let wire = Wire {
         transport: spec.transport,
         spin: spec.spin,
         secret: spec.secret.clone(),
-        security: Security::plain(),
+        security: security.clone(),
     };
     let (router, mailboxes) = {
         let _enter = runtime.enter();
@@ -121,8 +212,8 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let control = Arc::new(Control::default());
 
     // Serve calls into our nodes.
-    let socket = spec.sockets[spec.nodes[0] as usize].clone();
-    let listener = runtime.block_on(async { Endpoint::Unix(socket).bind() })?;
+    let listener = runtime.block_on(async { spec.listen.bind() })?;
+    let listening = listener.endpoint()?;
     {
         let (router, control) = (router.clone(), control.clone());
         let transport = wire.transport();
@@ -144,7 +235,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let mut commands = runtime
         .block_on(async {
             ControlClient::with_interceptor(
-                proto::channel(&Endpoint::Unix(spec.control.clone()), &Security::plain()),
+                proto::channel(&spec.control, &security),
                 proto::PresentSecret::new(&spec.secret),
             )
             .attach(up_stream)
@@ -153,6 +244,19 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         .context("cannot attach to the launcher")?
         .into_inner();
     let (worker, generation) = (spec.worker, spec.generation);
+    // First: where this worker listens, and what its function table is
+    // (a launcher with another table refuses it).
+    let _ = up.send((
+        WorkerEvent {
+            kind: worker_event::Kind::Listening as i32,
+            worker,
+            generation,
+            text: listening.to_string(),
+            error: plan.funcs.digest(),
+            ..WorkerEvent::default()
+        },
+        Receipt::none(),
+    ));
     let event = move |kind: worker_event::Kind, node: u32, error: String| {
         let event = WorkerEvent {
             kind: kind as i32,
@@ -169,7 +273,8 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
     let finishing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let commands_done = {
         let (stop, control, finishing) = (stop.clone(), control.clone(), finishing.clone());
-        let run_dir = spec.control.clone();
+        let run_dir = spec.run_dir.clone();
+        let directory = directory.clone();
         runtime.spawn(async move {
             while let Some(command) = commands.next().await {
                 let Ok(command) = command else { break };
@@ -183,6 +288,13 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
                     Ok(command::Kind::Kill) => {
                         control.kill.stop();
                     }
+                    Ok(command::Kind::Peer) => {
+                        if let (Some(directory), Ok(endpoint)) =
+                            (&directory, command.endpoint.parse::<Endpoint>())
+                        {
+                            directory.set(command.worker as usize, endpoint);
+                        }
+                    }
                     Err(_) => {}
                 }
             }
@@ -190,10 +302,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
             if !finishing.load(std::sync::atomic::Ordering::SeqCst)
                 && !control.shutdown.is_stopping()
             {
-                match run_dir.parent() {
-                    Some(dir) => run_dir::remove_and_exit(dir),
-                    None => std::process::exit(3),
-                }
+                run_dir::remove_and_exit(&run_dir);
             }
         })
     };
