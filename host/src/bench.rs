@@ -115,7 +115,7 @@ fn parent(args: &BenchArgs) -> Result<()> {
     let configs: Vec<&str> = if args.only.is_empty() {
         match args.launch {
             LaunchType::LocalMt | LaunchType::TestMt => CONFIGS.to_vec(),
-            LaunchType::LocalMp => CONFIGS_MP.to_vec(),
+            LaunchType::LocalMp | LaunchType::Hosts => CONFIGS_MP.to_vec(),
         }
     } else {
         args.only.iter().map(String::as_str).collect()
@@ -274,6 +274,7 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
         LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
         LaunchType::TestMt => bail!("bench measures local_mt and local_mp, not test_mt"),
         LaunchType::LocalMp => launch::local_mp::launch(&plan, options, None)?,
+        LaunchType::Hosts => bail!("bench --launch hosts is not measured yet"),
     }
     .wait();
     let ended = Instant::now();

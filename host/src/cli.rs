@@ -39,7 +39,9 @@ enum Command {
     Bench(crate::bench::BenchArgs),
     /// Create a node crate (WIT, src/lib.rs, program.toml, a test) that builds anywhere.
     New(crate::scaffold::NewArgs),
-    /// Internal: a local_mp worker process.
+    /// Join a multi-host launch (`run --launch hosts`) from this machine and run its nodes here.
+    Agent(crate::launch::agent::AgentArgs),
+    /// Internal: a worker process of local_mp or hosts.
     #[command(hide = true)]
     Worker {
         #[arg(long)]
@@ -67,6 +69,22 @@ struct RunArgs {
     /// test_mt: write the run's trace (every step, call, return, output line) to FILE.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+
+    /// hosts: the address of this machine agents join at (e.g. 10.0.0.1:7070).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+
+    /// hosts: how many agents (machines) to wait for.
+    #[arg(long, default_value_t = 1)]
+    agents: usize,
+
+    /// hosts: where to write the join token agents need (default: lp-join.token here).
+    #[arg(long, value_name = "FILE", default_value = "lp-join.token")]
+    token_file: PathBuf,
+
+    /// hosts: how long to wait for the agents to join.
+    #[arg(long, default_value_t = 300.0)]
+    join_timeout_secs: f64,
 
     /// How calls travel between processes under local_mp.
     #[arg(long, value_enum, default_value = "socket")]
@@ -144,6 +162,7 @@ pub fn main() -> i32 {
         Command::Test(args) => crate::explore::main(args),
         Command::Bench(args) => crate::bench::main(args),
         Command::New(args) => crate::scaffold::main(args),
+        Command::Agent(args) => crate::launch::agent::main(args),
         Command::Worker { spec } => crate::launch::worker::main(&spec),
     }
 }
@@ -191,6 +210,22 @@ fn run_seeded(
     }
     let signal_code = caught.ok().and_then(|c| c.exit_code());
     Ok((run.outcome, signal_code))
+}
+
+/// The settings of a multi-host launch, from the flags.
+fn hosts_options(args: &RunArgs) -> anyhow::Result<launch::hosts::HostsOptions> {
+    let listen = args.listen.context(
+        "--launch hosts needs --listen ADDR: the address of this machine agents join at, e.g. --listen 10.0.0.1:7070",
+    )?;
+    if !(args.join_timeout_secs > 0.0 && args.join_timeout_secs.is_finite()) {
+        anyhow::bail!("--join-timeout-secs must be a positive number of seconds");
+    }
+    Ok(launch::hosts::HostsOptions {
+        listen,
+        agents: args.agents,
+        token_file: args.token_file.clone(),
+        join_timeout: Duration::from_secs_f64(args.join_timeout_secs),
+    })
 }
 
 /// What the program is allowed but should be told (a grant of a home).
@@ -266,6 +301,7 @@ fn run(args: RunArgs) -> i32 {
             LaunchType::LocalMp => {
                 launch::local_mp::launch(&plan, options, args.cache_dir.clone())?
             }
+            LaunchType::Hosts => launch::hosts::launch(&plan, options, &hosts_options(&args)?)?,
         };
         if let Ok(caught) = &caught {
             caught.attach(running.handle());

@@ -63,35 +63,43 @@ pub type Authenticated =
 /// A channel to the process listening at `endpoint`; connects lazily (each
 /// connection dialed through [`Endpoint::dial`], secured as `security`
 /// says). Its reads park at once (no spinning): control messages are few.
-/// HTTP/2 pings every [`KEEPALIVE`] notice a peer that is gone (a machine
-/// that died, a cut link) within about twice that.
+/// Across machines (mutual TLS), HTTP/2 pings every [`KEEPALIVE`] notice
+/// a peer that is gone (a machine that died, a cut link) within about
+/// twice that; on one machine a process's exit says it.
 pub fn channel(endpoint: &Endpoint, security: &Security) -> tonic::transport::Channel {
     let (endpoint, security) = (endpoint.clone(), security.clone());
     // The URI is required by tonic but unused: the connector dials the endpoint.
-    tonic::transport::Endpoint::from_static("http://lp.local")
-        .http2_keep_alive_interval(KEEPALIVE)
-        .keep_alive_timeout(KEEPALIVE)
-        .keep_alive_while_idle(true)
-        .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
-            let (endpoint, security) = (endpoint.clone(), security.clone());
-            async move {
-                let connected = endpoint.dial().await?;
-                let link = security
-                    .client(connected, &endpoint, Duration::ZERO)
-                    .await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(link))
-            }
-        }))
+    let mut channel = tonic::transport::Endpoint::from_static("http://lp.local");
+    if security.is_tls() {
+        channel = channel
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .keep_alive_while_idle(true);
+    }
+    channel.connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
+        let (endpoint, security) = (endpoint.clone(), security.clone());
+        async move {
+            let connected = endpoint.dial().await?;
+            let link = security
+                .client(connected, &endpoint, Duration::ZERO)
+                .await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(link))
+        }
+    }))
 }
 
 /// How often either end of a control stream pings the other, and how long
 /// it waits for the answer.
 pub const KEEPALIVE: Duration = Duration::from_millis(500);
 
-/// A tonic server for the control service, pinging its clients as
-/// [`channel`] pings it.
-pub fn control_server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
+/// A tonic server for the control services, pinging its clients as
+/// [`channel`] pings it (across machines).
+pub fn control_server(security: &Security) -> tonic::transport::Server {
+    let server = tonic::transport::Server::builder();
+    if !security.is_tls() {
+        return server;
+    }
+    server
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE))
 }

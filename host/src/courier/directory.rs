@@ -4,7 +4,7 @@
 //! announced ([`Announced`]) waits for it as a call waits for a process to
 //! listen: bounded by the caller's deadline, ended by a stop.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use tokio::sync::watch;
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::endpoint::Endpoint;
 use super::transport::{Remote, Transport};
 use super::{CallError, FuncKey, Payload, Reply, Router};
+use crate::lock;
 
 /// The endpoint of each process (by index), once known.
 #[derive(Debug)]
@@ -68,12 +69,33 @@ impl Directory {
     }
 }
 
-/// The route to a process whose endpoint is announced later.
+/// The route to a process whose endpoint is announced later. A process
+/// started again (on another port, or another machine) announces its new
+/// endpoint: the next call connects there.
 pub(super) struct Announced {
     pub directory: Arc<Directory>,
     pub process: usize,
     pub transport: Arc<dyn Transport>,
-    pub remote: OnceLock<Arc<dyn Remote>>,
+    pub remote: Mutex<Option<(Endpoint, Arc<dyn Remote>)>>,
+}
+
+impl Announced {
+    /// The route to the endpoint announced last (waiting for the first).
+    async fn current(&self, router: &Router) -> Result<Arc<dyn Remote>, CallError> {
+        let endpoint = match self.directory.get(self.process) {
+            Some(endpoint) => endpoint,
+            None => self.directory.wait(self.process, router).await?,
+        };
+        let mut remote = lock(&self.remote);
+        match remote.as_ref() {
+            Some((known, route)) if *known == endpoint => Ok(route.clone()),
+            _ => {
+                let route = self.transport.connect(&endpoint);
+                *remote = Some((endpoint, route.clone()));
+                Ok(route)
+            }
+        }
+    }
 }
 
 impl Remote for Announced {
@@ -85,14 +107,7 @@ impl Remote for Announced {
         args: Payload,
     ) -> BoxFuture<'a, Reply> {
         Box::pin(async move {
-            let remote = match self.remote.get() {
-                Some(remote) => remote,
-                None => {
-                    let endpoint = self.directory.wait(self.process, router).await?;
-                    self.remote
-                        .get_or_init(|| self.transport.connect(&endpoint))
-                }
-            };
+            let remote = self.current(router).await?;
             remote.call(router, target, func, args).await
         })
     }

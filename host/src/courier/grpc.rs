@@ -30,6 +30,7 @@ use super::{CallError, FuncKey, Payload, Reply, Router, Secret, Security};
 use crate::lock;
 use crate::proto::courier_client::CourierClient;
 use crate::proto::courier_server::{Courier, CourierServer};
+use crate::proto::{self, KEEPALIVE};
 use crate::proto::{
     Authenticated, CallMessage, CallReply, CallRequest, Cancel, MAX_MESSAGE, PresentSecret,
     ReplyMessage, RequireSecret, call_message, call_reply,
@@ -114,10 +115,18 @@ impl CallStream {
         // The channel runs on this one connection: a broken stream is
         // opened again by a later call, on a new connection.
         let io = Mutex::new(Some(io));
-        let channel = tonic::transport::Endpoint::from_static("http://lp.local")
+        let mut channel = tonic::transport::Endpoint::from_static("http://lp.local")
             .initial_stream_window_size(WINDOW)
             .initial_connection_window_size(WINDOW)
-            .max_frame_size(FRAME)
+            .max_frame_size(FRAME);
+        // Across machines, pings notice a peer that is gone (see proto::channel).
+        if remote.security.is_tls() {
+            channel = channel
+                .http2_keep_alive_interval(KEEPALIVE)
+                .keep_alive_timeout(KEEPALIVE)
+                .keep_alive_while_idle(true);
+        }
+        let channel = channel
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let io = lock(&io).take();
                 async move {
@@ -388,7 +397,7 @@ async fn serve(
         RequireSecret(Arc::new(secret)),
     );
     let incoming = security.incoming(listener, spin);
-    tonic::transport::Server::builder()
+    proto::control_server(&security)
         .initial_stream_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
         .max_frame_size(FRAME)

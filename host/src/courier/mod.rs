@@ -267,7 +267,10 @@ impl FuncTable {
             let args: Vec<String> = signature.args.iter().map(describe).collect();
             let result = signature.result.as_ref().map(describe).unwrap_or_default();
             let typed = signature.typed.is_some();
-            hash.update(format!("{service}.{function}({}) -> {result} {typed}\n", args.join(", ")));
+            hash.update(format!(
+                "{service}.{function}({}) -> {result} {typed}\n",
+                args.join(", ")
+            ));
         }
         hex::encode(&hash.finalize()[..8])
     }

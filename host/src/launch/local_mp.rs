@@ -126,13 +126,7 @@ pub fn launch(
         worker_exe(&options)?,
         dir.path().to_path_buf(),
     ));
-    processes::launch(
-        plan,
-        options,
-        runtime,
-        specs,
-        spawner,
-        network,
-        move || drop(dir),
-    )
+    processes::launch(plan, options, runtime, specs, spawner, network, move || {
+        drop(dir)
+    })
 }

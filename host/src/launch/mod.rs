@@ -3,12 +3,14 @@
 //! `test_mt` on one seeded scheduler; all share the plan and the node
 //! runtime.
 
+pub mod agent;
 pub mod end;
+pub mod hosts;
 pub mod local_mp;
 pub mod local_mt;
 mod plan;
-mod processes;
 mod pool;
+mod processes;
 mod report;
 mod run_dir;
 pub mod seeded;
@@ -51,6 +53,11 @@ pub enum LaunchType {
     /// (with `--seed`; see docs/testing.md).
     #[value(name = "test_mt")]
     TestMt,
+    /// Every node (or colocation group) in a process of its own on the
+    /// machines whose agents joined (`--listen`, `--agents`; see
+    /// docs/multi-host.md).
+    #[value(name = "hosts")]
+    Hosts,
 }
 
 impl LaunchType {
@@ -60,6 +67,7 @@ impl LaunchType {
             LaunchType::LocalMt => "local_mt",
             LaunchType::LocalMp => "local_mp",
             LaunchType::TestMt => "test_mt",
+            LaunchType::Hosts => "hosts",
         }
     }
 }

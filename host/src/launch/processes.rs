@@ -86,7 +86,7 @@ pub fn launch(
         let control_secret = network.secret.clone();
         let shutdown = control.clone();
         runtime.spawn(async move {
-            let _ = proto::control_server()
+            let _ = proto::control_server(&security)
                 .add_service(tonic::service::interceptor::InterceptedService::new(
                     ControlServer::new(service),
                     proto::RequireSecret(Arc::new(control_secret)),
@@ -124,7 +124,11 @@ pub fn launch(
             .max()
             .unwrap_or(0);
         let proc = Arc::new(Proc {
-            names: spec.nodes.iter().map(|&id| names[id as usize].clone()).collect(),
+            names: spec
+                .nodes
+                .iter()
+                .map(|&id| names[id as usize].clone())
+                .collect(),
             spawner: spawner.clone(),
             spec,
             budget,
@@ -202,8 +206,9 @@ pub fn launch(
             for watcher in watchers {
                 let _ = watcher.join();
             }
+            // Before the runtime goes: cleaning up may still talk.
+            runtime.block_on(async { tokio::task::spawn_blocking(cleanup).await.ok() });
             drop(runtime);
-            cleanup();
         },
     )
 }

@@ -19,7 +19,6 @@ use super::{LoadOptions, Plan};
 use crate::courier::{
     Directory, Endpoint, Placement, Router, Secret, Security, TransportKind, Wire,
 };
-use crate::trust::{Credentials, MutualTls, Role};
 use crate::credit::Receipt;
 use crate::node::{Control, NodeEvent};
 use crate::output::Output;
@@ -27,6 +26,7 @@ use crate::program::Override;
 use crate::proto::control_client::ControlClient;
 use crate::proto::{self, WorkerEvent, command, worker_event};
 use crate::stop::StopSignal;
+use crate::trust::{Credentials, MutualTls, Role};
 
 /// How often a worker ticks its engine's epoch (interrupting wasm after a
 /// kill); slower than in one process, as a program may have many workers.

@@ -59,6 +59,9 @@ enum JoinReply {
         ca_cert: String,
         cert: String,
         key: String,
+        /// Where to attach next (the launch's agent service), if anywhere.
+        #[serde(default)]
+        attach: String,
     },
     Refused {
         reason: String,
@@ -99,6 +102,8 @@ pub struct JoinDesk {
     secret: Secret,
     next_agent: AtomicU32,
     timeout: Duration,
+    /// Where an admitted agent attaches next (the launch's agent service).
+    attach: String,
 }
 
 impl JoinDesk {
@@ -112,7 +117,14 @@ impl JoinDesk {
             secret,
             next_agent: AtomicU32::new(0),
             timeout: JOIN_TIMEOUT,
+            attach: String::new(),
         })
+    }
+
+    /// The same, telling admitted agents to attach at `address`.
+    pub fn with_attach(mut self, address: String) -> JoinDesk {
+        self.attach = address;
+        self
     }
 
     /// The same, with each join bounded by `timeout` instead of
@@ -160,6 +172,7 @@ impl JoinDesk {
                 ca_cert: STANDARD.encode(credentials.ca_cert()),
                 cert: STANDARD.encode(credentials.cert()),
                 key: STANDARD.encode(credentials.key_der()),
+                attach: self.attach.clone(),
             },
             Err(reason) => JoinReply::Refused {
                 reason: reason.clone(),
@@ -212,6 +225,8 @@ impl JoinDesk {
 pub struct Joined {
     pub agent: u32,
     pub credentials: Credentials,
+    /// Where the launcher said to attach next (empty: nowhere).
+    pub attach: String,
 }
 
 /// Join the launch `token` names: try each of its launcher addresses in
@@ -272,6 +287,7 @@ async fn join_at(
             ca_cert,
             cert,
             key,
+            attach,
         } => {
             let decode = |what: &str, text: &str| {
                 STANDARD
@@ -286,7 +302,11 @@ async fn join_at(
             );
             // Refuse now, not at first use, what rustls cannot use.
             MutualTls::new(&credentials).context("the launcher sent unusable credentials")?;
-            Ok(Joined { agent, credentials })
+            Ok(Joined {
+                agent,
+                credentials,
+                attach,
+            })
         }
     }
 }

@@ -3,7 +3,7 @@
 //! processes: this machine ([`local`]), the agents that joined a
 //! multi-host launch ([`agents`]); a cluster engine is one more module.
 
-// pub mod agents;
+pub mod agents;
 pub mod local;
 
 use std::sync::Arc;

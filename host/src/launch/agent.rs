@@ -1,0 +1,265 @@
+//! An agent (`lp-host agent --token FILE [--join ADDR]`): one per machine
+//! of a multi-host launch. It joins the launch with the token (accepting
+//! the launcher by the certificate pin in it, presenting its secret),
+//! attaches to the launcher over mutual TLS, says what the machine offers,
+//! and then starts and kills worker processes as the launcher says,
+//! storing the program's files it is sent in a private run directory and
+//! reporting each worker's exit. When the launch ends, or the launcher is
+//! lost, it kills its workers, removes the run directory and exits.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use sha2::Digest as _;
+use tokio_stream::StreamExt;
+
+use super::workers::agents::RemoteStart;
+use super::workers::local::LocalProcesses;
+use super::workers::{RunningWorker, Spawner};
+use super::{lock, run_dir};
+use crate::courier::{Endpoint, Security};
+use crate::proto::agents_client::AgentsClient;
+use crate::proto::{AgentEvent, AgentHello, WorkerExited, agent_command, agent_event};
+use crate::trust::{JOIN_TIMEOUT, JoinToken, MutualTls};
+
+/// What `lp-host agent` is given.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// The join token's file (owner-only), as the launcher wrote it; else
+    /// `$LP_JOIN_TOKEN` holds the token itself.
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
+
+    /// The launcher's address (default: the one in the token).
+    #[arg(long, value_name = "ADDR")]
+    pub join: Option<SocketAddr>,
+
+    /// A label of this machine that nodes' `resources.host` can ask for.
+    #[arg(long, default_value = "")]
+    pub host: String,
+
+    /// Where compiled components are cached (default: $LP_CACHE_DIR or ~/.cache/lp).
+    #[arg(long, env = "LP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Run an agent; returns the process exit code.
+pub fn main(args: AgentArgs) -> i32 {
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::errln!("error: agent: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(args: AgentArgs) -> Result<()> {
+    let token = match &args.token {
+        Some(file) => JoinToken::read_file(file)?,
+        None => JoinToken::from_env()?.context(
+            "no join token: give --token FILE (the file the launcher wrote) or set LP_JOIN_TOKEN",
+        )?,
+    };
+    let token = match args.join {
+        Some(addr) => JoinToken::new(vec![addr.to_string()], token.pin(), token.secret().clone())?,
+        None => token,
+    };
+    let launcher: SocketAddr = token.addresses()[0]
+        .parse()
+        .with_context(|| format!("bad launcher address {:?}", token.addresses()[0]))?;
+    let address = local_address_towards(launcher)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let joined = runtime.block_on(crate::trust::join(
+        &token,
+        &[address.to_string()],
+        JOIN_TIMEOUT,
+    ))?;
+    let attach: SocketAddr = joined
+        .attach
+        .parse()
+        .with_context(|| format!("the launcher said to attach at {:?}", joined.attach))?;
+    let security = Security::mutual_tls(MutualTls::new(&joined.credentials)?);
+    crate::errln!(
+        "agent {}: joined the launch at {launcher} (this machine: {address})",
+        joined.agent
+    );
+
+    let dir = run_dir::create()?;
+    let store = dir.path().join("files");
+    std::fs::create_dir(&store).context("cannot create the agent's file store")?;
+    let exe = std::env::current_exe().context("cannot find the lp-host executable")?;
+    let spawner = LocalProcesses::new(exe, dir.path().to_path_buf());
+    let workers: Arc<Running> = Arc::default();
+
+    let (up, up_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (cpus, memory_mib) = this_machine();
+    let _ = up.send(AgentEvent {
+        kind: Some(agent_event::Kind::Hello(AgentHello {
+            agent: joined.agent,
+            address: address.to_string(),
+            host: args.host.clone(),
+            cpus,
+            memory_mib,
+            gpus: std::env::var("LP_GPUS")
+                .ok()
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })),
+    });
+    let ended = runtime.block_on(async {
+        let channel = crate::proto::channel(&Endpoint::Tcp(attach), &security);
+        let mut commands = AgentsClient::new(channel)
+            .max_decoding_message_size(1 << 30)
+            .attach(tokio_stream::wrappers::UnboundedReceiverStream::new(up_rx))
+            .await
+            .context("cannot attach to the launcher")?
+            .into_inner();
+        while let Some(command) = commands.next().await {
+            let command = match command {
+                Ok(command) => command,
+                Err(status) => bail!("lost the launcher: {}", status.message()),
+            };
+            match command.kind {
+                Some(agent_command::Kind::Blob(blob)) => {
+                    store_blob(&store, &blob.digest, &blob.bytes)?
+                }
+                Some(agent_command::Kind::Start(json)) => {
+                    let start: RemoteStart =
+                        serde_json::from_str(&json).context("a bad start from the launcher")?;
+                    let (worker, generation) = (start.spec.worker, start.spec.generation);
+                    let exited = match start_worker(&spawner, &store, dir.path(), &args, start) {
+                        Ok(running) => {
+                            lock(&workers).insert((worker, generation), running.clone());
+                            let (up, workers) = (up.clone(), workers.clone());
+                            std::thread::spawn(move || {
+                                let exit = running.wait();
+                                lock(&workers).remove(&(worker, generation));
+                                let _ = up.send(exited(worker, generation, exit.success, exit.how));
+                            });
+                            continue;
+                        }
+                        Err(e) => {
+                            exited(worker, generation, false, format!("could not start: {e:#}"))
+                        }
+                    };
+                    let _ = up.send(exited);
+                }
+                Some(agent_command::Kind::Kill(kill)) => {
+                    if let Some(running) = lock(&workers).get(&(kill.worker, kill.generation)) {
+                        running.kill();
+                    }
+                }
+                None => {}
+            }
+        }
+        anyhow::Ok(())
+    });
+    // Over (or the launcher is lost): no worker outlives the launch.
+    let running: Vec<_> = lock(&workers).values().cloned().collect();
+    for worker in &running {
+        worker.kill();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !lock(&workers).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    drop(dir);
+    ended
+}
+
+/// The workers running here, by (worker, generation).
+type Running = Mutex<HashMap<(u32, u32), Arc<dyn RunningWorker>>>;
+
+fn exited(worker: u32, generation: u32, success: bool, how: String) -> AgentEvent {
+    AgentEvent {
+        kind: Some(agent_event::Kind::Exited(WorkerExited {
+            worker,
+            generation,
+            success,
+            how,
+        })),
+    }
+}
+
+/// Keep a file the launcher sent, if its bytes are what its digest says.
+fn store_blob(store: &Path, digest: &str, bytes: &[u8]) -> Result<()> {
+    let actual = hex::encode(sha2::Sha256::digest(bytes));
+    if actual != digest || digest.len() != 64 {
+        bail!("the launcher sent a file whose bytes do not match its digest {digest:?}");
+    }
+    run_dir::write_private(&store.join(digest), bytes)
+}
+
+/// The stored file with `digest`, under a name ending in `extension` (the
+/// loader tells a component from a crate by it).
+fn stored(store: &Path, digest: &str, extension: &str) -> Result<PathBuf> {
+    let file = store.join(digest);
+    if !file.is_file() || digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("the launcher never sent file {digest:?}");
+    }
+    let named = store.join(format!("{digest}.{extension}"));
+    if !named.exists() {
+        std::fs::hard_link(&file, &named)
+            .with_context(|| format!("cannot name {}", named.display()))?;
+    }
+    Ok(named)
+}
+
+/// Start the worker `start` describes, on this machine, from the files stored.
+fn start_worker(
+    spawner: &LocalProcesses,
+    store: &Path,
+    dir: &Path,
+    args: &AgentArgs,
+    start: RemoteStart,
+) -> Result<Arc<dyn RunningWorker>> {
+    let mut spec = start.spec;
+    spec.program = stored(store, &start.program, "toml")?;
+    for (entry, digest) in &start.components {
+        let file = stored(store, digest, "wasm")?;
+        spec.overrides
+            .push(format!("{entry}.component={:?}", file.to_string_lossy()));
+    }
+    spec.run_dir = dir.to_path_buf();
+    spec.launcher = std::process::id();
+    spec.cache_dir = args.cache_dir.clone();
+    spawner.start(&spec)
+}
+
+/// This machine's address on the route to `launcher` (what its workers
+/// listen at and are reached at).
+fn local_address_towards(launcher: SocketAddr) -> Result<std::net::IpAddr> {
+    let any: SocketAddr = match launcher {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse()?,
+        SocketAddr::V6(_) => "[::]:0".parse()?,
+    };
+    let socket = std::net::UdpSocket::bind(any)?;
+    socket
+        .connect(launcher)
+        .with_context(|| format!("no route to the launcher at {launcher}"))?;
+    Ok(socket.local_addr()?.ip())
+}
+
+/// The cores and memory (MiB) of this machine.
+fn this_machine() -> (f64, u64) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let memory_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024)
+        })
+        .unwrap_or(0);
+    (cpus, memory_mib)
+}

@@ -1,0 +1,309 @@
+//! hosts: a program across machines. The launcher listens for agents
+//! (`lp-host agent --join ADDR --token FILE`, one per machine) at
+//! `--listen`, admits `--agents N` of them with the join token it writes
+//! (it pins the launcher's certificate and holds a secret: see
+//! docs/security.md), places the program's processes on them, ships each
+//! agent the program's files, and runs the processes as local_mp does,
+//! each on its agent's machine. Every connection between machines is
+//! mutual TLS with certificates of a CA made for this launch; courier
+//! calls go over gRPC; processes announce the TCP port they got.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use sha2::Digest as _;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::local_mp::{processes_of, worker_overrides};
+use super::processes::{self, Network};
+use super::start::{RunningProgram, timer_runtime};
+use super::worker::{Peers, WorkerSpec};
+use super::workers::agents::{Agent, Agents, Files};
+use super::{LaunchOptions, Plan};
+use crate::courier::{Endpoint, Secret, Security, TransportKind};
+use crate::proto::agents_server::{Agents as AgentsService, AgentsServer};
+use crate::proto::{AgentCommand, AgentEvent, agent_event};
+use crate::trust::{JoinDesk, LaunchCa, MutualTls, Role};
+
+/// Settings of a multi-host launch.
+#[derive(Clone, Debug)]
+pub struct HostsOptions {
+    /// Where agents join (an address of this machine they can reach).
+    pub listen: SocketAddr,
+    /// How many agents to wait for.
+    pub agents: usize,
+    /// Where the join token is written (owner-only; removed at the end).
+    pub token_file: PathBuf,
+    /// How long to wait for them.
+    pub join_timeout: Duration,
+}
+
+/// Start every node of `plan` on the agents that join.
+pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Result<RunningProgram> {
+    if hosts.listen.ip().is_unspecified() {
+        bail!(
+            "--listen {} names no one address: give the address agents reach this machine at, \
+             e.g. --listen 10.0.0.1:7070 (it goes into the join token and the launcher's certificate)",
+            hosts.listen
+        );
+    }
+    if hosts.agents == 0 {
+        bail!("--agents must be at least 1");
+    }
+    let runtime = timer_runtime()?;
+    let ca = Arc::new(LaunchCa::generate()?);
+    let launcher = ca.issue(Role::Launcher, &[hosts.listen.ip().to_string()])?;
+    let security = Security::mutual_tls(MutualTls::new(&launcher)?);
+    let ip = hosts.listen.ip();
+    let (join_listener, agents_listener, control) = runtime.block_on(async {
+        let join = tokio::net::TcpListener::bind(hosts.listen)
+            .await
+            .with_context(|| format!("cannot listen for agents at {}", hosts.listen))?;
+        let agents = Endpoint::Tcp(SocketAddr::new(ip, 0)).bind()?;
+        let control = Endpoint::Tcp(SocketAddr::new(ip, 0)).bind()?;
+        anyhow::Ok((join, agents, control))
+    })?;
+    let agents_endpoint = agents_listener.endpoint()?;
+    let control_endpoint = control.endpoint()?;
+    let Endpoint::Tcp(agents_addr) = agents_endpoint else {
+        unreachable!("bound as TCP")
+    };
+    let desk = Arc::new(
+        JoinDesk::new(ca.clone(), &launcher, Secret::generate()?)?
+            .with_attach(agents_addr.to_string()),
+    );
+    let token = desk.token(vec![hosts.listen.to_string()])?;
+    token.write_file(&hosts.token_file)?;
+    let token_file = TokenFile(hosts.token_file.clone());
+    crate::errln!(
+        "hosts: waiting for {} agent(s) at {}; on each machine run\n  lp-host agent --token {}\n\
+         (copy the file there, owner-only: it is this launch's join secret)",
+        hosts.agents,
+        hosts.listen,
+        hosts.token_file.display()
+    );
+
+    // Joins, then attaches of the agents that joined.
+    let (attached, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let joins = runtime.spawn({
+        let desk = desk.clone();
+        async move {
+            loop {
+                let Ok((tcp, _)) = join_listener.accept().await else {
+                    continue;
+                };
+                let desk = desk.clone();
+                tokio::spawn(async move {
+                    match desk.admit(tcp).await {
+                        Ok(admitted) => crate::errln!(
+                            "hosts: agent {} joined from {}",
+                            admitted.agent,
+                            admitted.peer
+                        ),
+                        Err(e) => tracing::warn!("{e:#}"),
+                    }
+                });
+            }
+        }
+    });
+    {
+        let security = security.clone();
+        let service = AgentDesk { attached };
+        runtime.spawn(async move {
+            let _ = crate::proto::control_server(&security)
+                .add_service(AgentsServer::new(service).max_decoding_message_size(1 << 30))
+                .serve_with_incoming(crate::proto::incoming(agents_listener, &security))
+                .await;
+        });
+    }
+    let agents: Vec<Arc<Agent>> = runtime.block_on(async {
+        let mut agents = Vec::new();
+        let deadline = tokio::time::sleep(hosts.join_timeout);
+        tokio::pin!(deadline);
+        while agents.len() < hosts.agents {
+            tokio::select! {
+                agent = arrivals.recv() => match agent {
+                    Some(agent) => agents.push(agent),
+                    None => break,
+                },
+                () = &mut deadline => bail!(
+                    "only {} of {} agents joined within {:?}",
+                    agents.len(),
+                    hosts.agents,
+                    hosts.join_timeout
+                ),
+            }
+        }
+        anyhow::Ok(agents)
+    })?;
+    // No one else joins this launch.
+    joins.abort();
+    drop(token_file);
+
+    // Processes spread over the agents in turn.
+    let program = &plan.program;
+    let processes = processes_of(program);
+    let placement: Vec<usize> = (0..processes.len()).map(|k| k % agents.len()).collect();
+    for (a, agent) in agents.iter().enumerate() {
+        let names: Vec<&str> = processes
+            .iter()
+            .zip(&placement)
+            .filter(|&(_, &p)| p == a)
+            .flat_map(|(nodes, _)| nodes)
+            .map(|&id| program.nodes[id as usize].name.as_str())
+            .collect();
+        crate::errln!("hosts: {} runs {}", agent.describe(), names.join(", "));
+    }
+    let mut process_of = vec![0u32; program.nodes.len()];
+    for (k, nodes) in processes.iter().enumerate() {
+        for &id in nodes {
+            process_of[id as usize] = k as u32;
+        }
+    }
+    let files = files_of(plan)?;
+    let (overrides, run_disabled) = worker_overrides(plan, |_| Ok(String::new()))?;
+    // The agent names each component's file; only the user's overrides go.
+    let overrides: Vec<String> = overrides
+        .into_iter()
+        .take(program.overrides.len())
+        .collect();
+    let secret = Secret::generate()?;
+    let specs = processes
+        .iter()
+        .enumerate()
+        .map(|(k, nodes)| WorkerSpec {
+            worker: k as u32,
+            generation: 0,
+            program: PathBuf::new(),
+            overrides: overrides.clone(),
+            run_disabled: run_disabled.clone(),
+            nodes: nodes.clone(),
+            // The agent's address, any port.
+            listen: Endpoint::Tcp(SocketAddr::new(ip, 0)),
+            peers: Peers::Announced(process_of.clone()),
+            control: control_endpoint.clone(),
+            run_dir: PathBuf::new(),
+            cache_dir: None,
+            use_cache: true,
+            transport: TransportKind::Grpc,
+            spin: options.spin,
+            secret: secret.clone(),
+            launcher: 0,
+            credentials: None,
+        })
+        .collect();
+    let network = Network {
+        control,
+        security,
+        transport: TransportKind::Grpc,
+        peers: Peers::Announced(process_of),
+        secret,
+    };
+    let spawner = Arc::new(Agents::new(agents.clone(), placement, ca, files));
+    processes::launch(plan, options, runtime, specs, spawner, network, move || {
+        // The launch is over: the agents' streams end, and they exit
+        // (their side of the stream ends when they have seen it).
+        for agent in &agents {
+            agent.finish();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while agents.iter().any(|a| !a.is_lost()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
+/// The join token's file, removed when the joining is over.
+struct TokenFile(PathBuf);
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// program.toml and every entry's component, with their digests.
+fn files_of(plan: &Plan) -> Result<Files> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let digest = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
+    let toml = read(&plan.program.file)?;
+    let mut components: Vec<(String, String, Arc<Vec<u8>>)> = Vec::new();
+    let mut read_files: std::collections::HashMap<usize, (String, Arc<Vec<u8>>)> =
+        std::collections::HashMap::new();
+    for node in &plan.program.nodes {
+        if components.iter().any(|(entry, _, _)| entry == &node.entry) {
+            continue;
+        }
+        let (digest, bytes) = match read_files.get(&node.component) {
+            Some(known) => known.clone(),
+            None => {
+                let bytes = Arc::new(read(&plan.files[node.component])?);
+                let known = (digest(&bytes), bytes);
+                read_files.insert(node.component, known.clone());
+                known
+            }
+        };
+        components.push((node.entry.clone(), digest, bytes));
+    }
+    Ok(Files {
+        program: (digest(&toml), toml),
+        components,
+    })
+}
+
+/// The launcher's agent service: each agent attaches once after joining.
+struct AgentDesk {
+    attached: tokio::sync::mpsc::UnboundedSender<Arc<Agent>>,
+}
+
+type AgentCommands = Pin<Box<dyn Stream<Item = Result<AgentCommand, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentsService for AgentDesk {
+    type AttachStream = AgentCommands;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<AgentEvent>>,
+    ) -> Result<Response<AgentCommands>, Status> {
+        let mut events = request.into_inner();
+        let hello = match events.next().await {
+            Some(Ok(AgentEvent {
+                kind: Some(agent_event::Kind::Hello(hello)),
+            })) => hello,
+            _ => return Err(Status::invalid_argument("an agent says hello first")),
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let agent = Agent::new(hello, tx);
+        if self.attached.send(agent.clone()).is_err() {
+            return Err(Status::resource_exhausted("this launch has all its agents"));
+        }
+        tokio::spawn(async move {
+            let why = loop {
+                match events.next().await {
+                    Some(Ok(AgentEvent {
+                        kind: Some(agent_event::Kind::Exited(exited)),
+                    })) => agent.exited(exited),
+                    Some(Ok(_)) => {}
+                    Some(Err(status)) => {
+                        break format!("its connection broke: {}", status.message());
+                    }
+                    None => break "it closed its connection".to_string(),
+                }
+            };
+            if !agent.is_finished() {
+                tracing::warn!("lost {}: {why}", agent.describe());
+            }
+            agent.lost(&why);
+        });
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream) as AgentCommands))
+    }
+}
