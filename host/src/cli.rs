@@ -79,8 +79,12 @@ struct RunArgs {
     agents: usize,
 
     /// hosts: where to write the join token agents need (default: lp-join.token here).
-    #[arg(long, value_name = "FILE", default_value = "lp-join.token")]
-    token_file: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// hosts: start the --agents on this machine too (try a multi-host program on one machine).
+    #[arg(long)]
+    local_agents: bool,
 
     /// hosts: how long to wait for the agents to join.
     #[arg(long, default_value_t = 300.0)]
@@ -214,9 +218,13 @@ fn run_seeded(
 
 /// The settings of a multi-host launch, from the flags.
 fn hosts_options(args: &RunArgs) -> anyhow::Result<launch::hosts::HostsOptions> {
-    let listen = args.listen.context(
-        "--launch hosts needs --listen ADDR: the address of this machine agents join at, e.g. --listen 10.0.0.1:7070",
-    )?;
+    let listen = match (args.listen, args.local_agents) {
+        (Some(listen), _) => listen,
+        (None, true) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        (None, false) => anyhow::bail!(
+            "--launch hosts needs --listen ADDR: the address of this machine agents join at, e.g. --listen 10.0.0.1:7070\n  help: or add --local-agents to run the agents on this machine"
+        ),
+    };
     if !(args.join_timeout_secs > 0.0 && args.join_timeout_secs.is_finite()) {
         anyhow::bail!("--join-timeout-secs must be a positive number of seconds");
     }
@@ -224,6 +232,8 @@ fn hosts_options(args: &RunArgs) -> anyhow::Result<launch::hosts::HostsOptions> 
         listen,
         agents: args.agents,
         token_file: args.token_file.clone(),
+        local_agents: args.local_agents,
+        agent_exe: None,
         join_timeout: Duration::from_secs_f64(args.join_timeout_secs),
     })
 }

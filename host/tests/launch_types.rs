@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const LAUNCH_TYPES: [&str; 2] = ["local_mt", "local_mp"];
+/// Every launch type; `hosts` with its agents on this machine (the
+/// multi-host tests in tests/tests/multi_host.rs put them on other hosts).
+const LAUNCH_TYPES: [&str; 3] = ["local_mt", "local_mp", "hosts"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,6 +37,9 @@ fn run(launch: &str, args: &[&str]) -> Output {
         Some((launch, courier)) => command.args(["--launch", launch, "--courier", courier]),
         None => command.args(["--launch", launch]),
     };
+    if launch == "hosts" {
+        command.args(["--local-agents", "--agents", "2"]);
+    }
     command.output().expect("lp-host runs")
 }
 
@@ -95,7 +100,7 @@ fn probe(launch: &str, mode: &str, extra: &[&str]) -> (String, Option<i32>, Stri
 
 #[test]
 fn courier_calls_behave_the_same_under_both_launch_types_and_transports() {
-    for launch in ["local_mt", "local_mp", "local_mp+grpc"] {
+    for launch in ["local_mt", "local_mp", "local_mp+grpc", "hosts"] {
         assert_eq!(probe(launch, "echo", &[]).0, "ok \"hi\"", "{launch}");
         assert_eq!(probe(launch, "bytes", &[]).0, "ok [3, 2, 1]", "{launch}");
         assert_eq!(
@@ -455,7 +460,7 @@ fn a_limit_fails_only_its_node_under_both_launch_types() {
     }
 }
 
-const ALL_LAUNCH_TYPES: [&str; 3] = ["local_mt", "local_mp", "test_mt"];
+const ALL_LAUNCH_TYPES: [&str; 4] = ["local_mt", "local_mp", "test_mt", "hosts"];
 
 /// Run `args` under `launch` (a seeded one with seed 1), at most 60 s.
 fn run_bounded(launch: &str, args: &[&str]) -> (Option<i32>, String, String) {
@@ -466,6 +471,9 @@ fn run_bounded(launch: &str, args: &[&str]) -> (Option<i32>, String, String) {
         .args(["--launch", launch, "--termination-notice-secs", "5"]);
     if launch == "test_mt" {
         command.args(["--seed", "1"]);
+    }
+    if launch == "hosts" {
+        command.args(["--local-agents", "--agents", "2"]);
     }
     let mut child = command
         .stdout(Stdio::piped())

@@ -93,6 +93,9 @@ fn run(args: AgentArgs) -> Result<()> {
     );
 
     let dir = run_dir::create()?;
+    // Started by a launcher on this machine (--local-agents): go with it.
+    // SAFETY: getppid(2) cannot fail.
+    run_dir::clean_up_after(unsafe { libc::getppid() } as u32, dir.path())?;
     let store = dir.path().join("files");
     std::fs::create_dir(&store).context("cannot create the agent's file store")?;
     let exe = std::env::current_exe().context("cannot find the lp-host executable")?;

@@ -24,7 +24,8 @@ use super::processes::{self, Network};
 use super::start::{RunningProgram, timer_runtime};
 use super::worker::{Peers, WorkerSpec};
 use super::workers::agents::{Agent, Agents, Files};
-use super::{LaunchOptions, Plan};
+use super::workers::local::{dies_with_parent, worker_exe};
+use super::{LaunchOptions, Plan, run_dir};
 use crate::courier::{Endpoint, Secret, Security, TransportKind};
 use crate::proto::agents_server::{Agents as AgentsService, AgentsServer};
 use crate::proto::{AgentCommand, AgentEvent, agent_event};
@@ -37,15 +38,22 @@ pub struct HostsOptions {
     pub listen: SocketAddr,
     /// How many agents to wait for.
     pub agents: usize,
-    /// Where the join token is written (owner-only; removed at the end).
-    pub token_file: PathBuf,
+    /// Where the join token is written (owner-only; removed once the
+    /// agents have joined). Default: `lp-join.token` here, or a private
+    /// directory with local agents.
+    pub token_file: Option<PathBuf>,
+    /// Start the agents on this machine too, as children of the launcher
+    /// (to try a multi-host program on one machine, and for tests).
+    pub local_agents: bool,
+    /// The lp-host binary local agents run (default: as workers find it).
+    pub agent_exe: Option<PathBuf>,
     /// How long to wait for them.
     pub join_timeout: Duration,
 }
 
 /// Start every node of `plan` on the agents that join.
 pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Result<RunningProgram> {
-    if hosts.listen.ip().is_unspecified() {
+    if hosts.listen.ip().is_unspecified() && !hosts.local_agents {
         bail!(
             "--listen {} names no one address: give the address agents reach this machine at, \
              e.g. --listen 10.0.0.1:7070 (it goes into the join token and the launcher's certificate)",
@@ -57,13 +65,17 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
     }
     let runtime = timer_runtime()?;
     let ca = Arc::new(LaunchCa::generate()?);
-    let launcher = ca.issue(Role::Launcher, &[hosts.listen.ip().to_string()])?;
+    let ip = match hosts.listen.ip() {
+        ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let listen = SocketAddr::new(ip, hosts.listen.port());
+    let launcher = ca.issue(Role::Launcher, &[ip.to_string()])?;
     let security = Security::mutual_tls(MutualTls::new(&launcher)?);
-    let ip = hosts.listen.ip();
     let (join_listener, agents_listener, control) = runtime.block_on(async {
-        let join = tokio::net::TcpListener::bind(hosts.listen)
+        let join = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen for agents at {}", hosts.listen))?;
+            .with_context(|| format!("cannot listen for agents at {listen}"))?;
         let agents = Endpoint::Tcp(SocketAddr::new(ip, 0)).bind()?;
         let control = Endpoint::Tcp(SocketAddr::new(ip, 0)).bind()?;
         anyhow::Ok((join, agents, control))
@@ -77,16 +89,40 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         JoinDesk::new(ca.clone(), &launcher, Secret::generate()?)?
             .with_attach(agents_addr.to_string()),
     );
-    let token = desk.token(vec![hosts.listen.to_string()])?;
-    token.write_file(&hosts.token_file)?;
-    let token_file = TokenFile(hosts.token_file.clone());
-    crate::errln!(
-        "hosts: waiting for {} agent(s) at {}; on each machine run\n  lp-host agent --token {}\n\
-         (copy the file there, owner-only: it is this launch's join secret)",
-        hosts.agents,
-        hosts.listen,
-        hosts.token_file.display()
-    );
+    // Port 0 took a port: the token names the one taken.
+    let listen = join_listener.local_addr()?;
+    let token = desk.token(vec![listen.to_string()])?;
+    let private = run_dir::create()?;
+    let token_path = match (&hosts.token_file, hosts.local_agents) {
+        (Some(file), _) => file.clone(),
+        (None, true) => private.path().join("join.token"),
+        (None, false) => PathBuf::from("lp-join.token"),
+    };
+    token.write_file(&token_path)?;
+    let token_file = TokenFile {
+        file: token_path.clone(),
+        _dir: private,
+    };
+    let mut local_agents = Vec::new();
+    if hosts.local_agents {
+        let exe = match &hosts.agent_exe {
+            Some(exe) => exe.clone(),
+            None => worker_exe(&options)?,
+        };
+        for _ in 0..hosts.agents {
+            let mut command = std::process::Command::new(&exe);
+            command.arg("agent").arg("--token").arg(&token_path);
+            dies_with_parent(&mut command);
+            local_agents.push(command.spawn().context("cannot start a local agent")?);
+        }
+    } else {
+        crate::errln!(
+            "hosts: waiting for {} agent(s) at {listen}; on each machine run\n  lp-host agent --token {}\n\
+             (copy the file there, owner-only: it is this launch's join secret)",
+            hosts.agents,
+            token_path.display()
+        );
+    }
 
     // Joins, then attaches of the agents that joined.
     let (attached, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
@@ -215,15 +251,25 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         while agents.iter().any(|a| !a.is_lost()) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        for mut agent in local_agents {
+            if !matches!(agent.try_wait(), Ok(Some(_))) {
+                let _ = agent.kill();
+            }
+            let _ = agent.wait();
+        }
     })
 }
 
-/// The join token's file, removed when the joining is over.
-struct TokenFile(PathBuf);
+/// The join token's file (and the private directory it may be in),
+/// removed when the joining is over.
+struct TokenFile {
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for TokenFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 

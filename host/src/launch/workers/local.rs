@@ -46,23 +46,7 @@ impl Spawner for LocalProcesses {
         run_dir::write_private(&spec_file, &serde_json::to_vec(spec)?)?;
         let mut command = Command::new(&self.exe);
         command.arg("worker").arg("--spec").arg(&spec_file);
-        // SAFETY: prctl and signal are async-signal-safe and only change
-        // the child: it hears of its parent's death (and cleans up, then
-        // exits), and leaves Ctrl-C, SIGTERM, SIGHUP and SIGQUIT (which a
-        // terminal sends the whole process group) to the parent, which
-        // stops the program in order.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, run_dir::LAUNCHER_GONE);
-                for signal in crate::signals::STOPPING
-                    .into_iter()
-                    .chain([run_dir::LAUNCHER_GONE])
-                {
-                    libc::signal(signal, libc::SIG_IGN);
-                }
-                Ok(())
-            });
-        }
+        dies_with_parent(&mut command);
         let child = command
             .spawn()
             .with_context(|| format!("cannot start a worker ({})", self.exe.display()))?;
@@ -77,6 +61,26 @@ impl Spawner for LocalProcesses {
             started: child.id(),
             child: Mutex::new(Some(child)),
         }))
+    }
+}
+
+/// Make `command`'s process hear of its parent's death (and clean up,
+/// then exit), and leave Ctrl-C, SIGTERM, SIGHUP and SIGQUIT (which a
+/// terminal sends the whole process group) to the parent, which stops the
+/// program in order.
+pub fn dies_with_parent(command: &mut Command) {
+    // SAFETY: prctl and signal are async-signal-safe and only change the child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, run_dir::LAUNCHER_GONE);
+            for signal in crate::signals::STOPPING
+                .into_iter()
+                .chain([run_dir::LAUNCHER_GONE])
+            {
+                libc::signal(signal, libc::SIG_IGN);
+            }
+            Ok(())
+        });
     }
 }
 
