@@ -6,6 +6,7 @@
 pub mod end;
 pub mod local_mp;
 pub mod local_mt;
+pub mod placement;
 mod plan;
 mod pool;
 mod report;
