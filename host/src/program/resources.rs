@@ -185,3 +185,50 @@ impl ColocatedHosts {
             .help("give the nodes of a colocation group one host label (or set it on one of them only), or put them in different groups"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::program::{Diagnostic, Override, Program, load_str};
+
+    fn load_with(resources: &str, set: &[&str]) -> Result<Program, Diagnostic> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n.wasm"), b"").unwrap();
+        let source = format!(
+            "[program]\nname = \"p\"\n\n[[node]]\nname = \"a\"\ncomponent = \"n.wasm\"\n{resources}\n"
+        );
+        let overrides: Vec<Override> = set.iter().map(|s| s.parse().unwrap()).collect();
+        load_str(&dir.path().join("program.toml"), &source, &overrides)
+    }
+
+    #[test]
+    fn an_override_replaces_one_key_of_the_table() {
+        let p = load_with(
+            "resources = { cpus = 1, memory_mib = 64 }",
+            &["a.resources.cpus=3"],
+        )
+        .unwrap();
+        let r = &p.node("a").unwrap().resources;
+        assert_eq!((r.cpus, r.memory_mib), (3.0, 64));
+        // The table is where the resources were written.
+        assert_eq!(r.place.line_col, Some((7, 13)));
+    }
+
+    #[test]
+    fn nan_infinite_and_negative_values_are_refused() {
+        for bad in ["cpus = nan", "cpus = inf", "cpus = -0.5"] {
+            let e = load_with(&format!("resources = {{ {bad} }}"), &[]).unwrap_err();
+            assert_eq!(e.line_col.map(|(l, _)| l), Some(7), "{e}");
+            assert!(e.message.starts_with("resources.cpus must be"), "{e}");
+            assert!(e.help.is_some());
+        }
+        let e = load_with("", &["a.resources.cpus=nan"]).unwrap_err();
+        assert_eq!(e.override_text.as_deref(), Some("a.resources.cpus=nan"));
+        let e = load_with("", &["a.resources.memory_mib=-3"]).unwrap_err();
+        assert!(e.message.contains("not -3"), "{e}");
+        let e = load_with("", &["a.resources.host=3"]).unwrap_err();
+        assert!(e.message.contains("host label"), "{e}");
+        // Zero is asking for none.
+        let p = load_with("resources = { cpus = 0, gpus = 0 }", &[]).unwrap();
+        assert!(p.node("a").unwrap().resources.is_empty());
+    }
+}
