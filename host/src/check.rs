@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::launch::placement::{self, Process};
 use crate::launch::{LoadError, LoadOptions, Plan};
 use crate::program::{Diagnostic, Override};
 
@@ -48,6 +49,39 @@ pub struct Report {
     pub errors: Vec<Problem>,
     /// What passes but is said (a grant of the host's root or a home).
     pub warnings: Vec<Problem>,
+    /// What each process that asks for resources needs of its machine
+    /// (none when no node has `resources`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ProcessNeeds>,
+}
+
+/// The resources one process (a colocation group, or a node) asks for.
+#[derive(Serialize)]
+pub struct ProcessNeeds {
+    /// The node, or the colocation group.
+    pub process: String,
+    pub nodes: Vec<String>,
+    pub cpus: f64,
+    pub memory_mib: u64,
+    pub gpus: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl ProcessNeeds {
+    fn of(process: &Process) -> ProcessNeeds {
+        ProcessNeeds {
+            process: match &process.colocate {
+                Some(group) => group.clone(),
+                None => process.names.join(", "),
+            },
+            nodes: process.names.clone(),
+            cpus: process.needs.cpus,
+            memory_mib: process.needs.memory_mib,
+            gpus: process.needs.gpus,
+            host: process.needs.host.clone(),
+        }
+    }
 }
 
 /// One problem: what, where (when known), and what to do.
@@ -113,6 +147,7 @@ pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<P
         edges: 0,
         errors: Vec::new(),
         warnings: Vec::new(),
+        resources: Vec::new(),
     };
     let loading = LoadOptions {
         cache_dir,
@@ -142,6 +177,11 @@ pub fn check(file: &std::path::Path, overrides: &[Override], cache_dir: Option<P
     report.nodes = program.nodes.len();
     report.components = program.components.len();
     report.edges = program.nodes.iter().map(|n| n.edges.len()).sum();
+    report.resources = placement::processes(&program)
+        .iter()
+        .filter(|p| !p.needs.is_empty())
+        .map(ProcessNeeds::of)
+        .collect();
     report
 }
 
@@ -171,10 +211,41 @@ fn print_human(report: &Report) {
             report.components,
             report.edges
         );
+        print_resources(report);
         return;
     }
     for problem in &report.errors {
         print_problem("error", report, problem);
+    }
+}
+
+/// `resources: learner: cpus = 2, gpus = 1, host = "gpu-box"`, one line
+/// per process that asks for any, with the keys it asks for (summed over
+/// a colocation group's nodes).
+fn print_resources(report: &Report) {
+    for needs in &report.resources {
+        let who = match needs.nodes[..] {
+            [_] => needs.process.clone(),
+            _ => format!(
+                "colocation group {:?} ({} nodes)",
+                needs.process,
+                needs.nodes.len()
+            ),
+        };
+        let mut keys = Vec::new();
+        if needs.cpus > 0.0 {
+            keys.push(format!("cpus = {}", needs.cpus));
+        }
+        if needs.memory_mib > 0 {
+            keys.push(format!("memory_mib = {}", needs.memory_mib));
+        }
+        if needs.gpus > 0 {
+            keys.push(format!("gpus = {}", needs.gpus));
+        }
+        if let Some(host) = &needs.host {
+            keys.push(format!("host = {host:?}"));
+        }
+        crate::outln!("resources: {who}: {}", keys.join(", "));
     }
 }
 

@@ -502,3 +502,56 @@ fn a_grant_of_the_host_root_is_warned_by_check_and_run() {
     );
     assert_eq!(text(&out.stdout), "[hello] Hello World!!!\n");
 }
+
+#[test]
+fn check_lists_what_each_process_asks_of_its_machine() {
+    let out = lp_host(&[
+        "check",
+        "examples/consumer_producers/program.toml",
+        "--set",
+        "producer.replicas=2",
+        "--set",
+        "producer.colocate=producers",
+        "--set",
+        "producer.resources.cpus=0.5",
+        "--set",
+        "consumer.resources.gpus=1",
+        "--set",
+        "consumer.resources.host=gpu-box",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ok: examples/consumer_producers/program.toml: program consumer_producers, 3 nodes, 2 components, 2 edges type-checked\n\
+         resources: colocation group \"producers\" (2 nodes): cpus = 1\n\
+         resources: consumer: gpus = 1, host = \"gpu-box\"\n"
+    );
+    let out = lp_host(&[
+        "check",
+        "examples/consumer_producers/program.toml",
+        "--set",
+        "consumer.resources.memory_mib=512",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["resources"],
+        serde_json::json!([{
+            "process": "consumer",
+            "nodes": ["consumer"],
+            "cpus": 0.0,
+            "memory_mib": 512,
+            "gpus": 0,
+        }])
+    );
+    // Without resources, nothing is said of them.
+    let out = lp_host(&[
+        "check",
+        "examples/consumer_producers/program.toml",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.get("resources").is_none(), "{json}");
+}

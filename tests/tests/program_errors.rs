@@ -405,3 +405,126 @@ fn a_component_that_is_not_a_regular_file_says_what_it_is() {
         "{e}"
     );
 }
+
+#[test]
+fn resources_are_read_per_node_and_bad_ones_name_the_line() {
+    let with = |extra: &str| GOOD.replace("replicas = 3\n", &format!("replicas = 3\n{extra}\n"));
+
+    let program = load(
+        &with(r#"resources = { cpus = 0.5, memory_mib = 256, gpus = 1, host = "gpu-box" }"#),
+        &[],
+    )
+    .unwrap();
+    let every_replica = program.nodes[..3].iter().map(|n| &n.resources);
+    for r in every_replica {
+        assert_eq!(
+            (r.cpus, r.memory_mib, r.gpus, r.host.as_deref()),
+            (0.5, 256, 1, Some("gpu-box"))
+        );
+        assert_eq!(r.place.line_col, Some((9, 13)));
+    }
+    assert!(program.node("consumer").unwrap().resources.is_empty());
+    let program = load(&with("resources = { cpus = 2 }"), &[]).unwrap();
+    assert_eq!(program.node("producer/0").unwrap().resources.cpus, 2.0);
+
+    let e = error(&with("resources = { cpu = 2 }"), &[]);
+    assert_eq!(e.line_col.map(|(l, _)| l), Some(9), "{e}");
+    assert!(e.message.contains("unknown field `cpu`"), "{e}");
+    assert!(e.help.is_some());
+
+    let e = error(&with("resources = { cpus = -1 }"), &[]);
+    assert_eq!(e.line_col, Some((9, 22)), "{e}");
+    assert!(
+        e.message
+            .contains("resources.cpus must be a number of CPUs, 0 or more"),
+        "{e}"
+    );
+    assert!(e.help.as_deref().unwrap().contains("cpus = 0.5"), "{e}");
+    let e = error(&with("resources = { cpus = nan }"), &[]);
+    assert!(e.message.contains("not nan"), "{e}");
+    let e = error(&with("resources = { gpus = -2 }"), &[]);
+    assert!(
+        e.message
+            .contains("resources.gpus must be a whole number, 0 or more, not -2"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("bad.toml:9:22: "), "{e}");
+    let e = error(&with("resources = { memory_mib = 1.5 }"), &[]);
+    assert_eq!(e.line_col.map(|(l, _)| l), Some(9), "{e}");
+    let e = error(&with(r#"resources = { host = "" }"#), &[]);
+    assert!(e.message.contains("host label"), "{e}");
+}
+
+#[test]
+fn the_nodes_of_a_colocation_group_agree_on_their_host() {
+    let source = GOOD
+        .replace(
+            "replicas = 3\n",
+            "replicas = 3\ncolocate = \"g\"\nresources = { cpus = 1, host = \"a\" }\n",
+        )
+        .replace(
+            "component = \"consumer\"\n",
+            "component = \"consumer\"\ncolocate = \"g\"\nresources = { host = \"b\" }\n",
+        );
+    let e = error(&source, &[]);
+    assert_eq!(e.line_col, Some((16, 22)), "{e}");
+    assert!(
+        e.message.contains(
+            "node consumer asks for host \"b\", but producer (line 10, column 32) asks for host \"a\""
+        ),
+        "{e}"
+    );
+    assert!(e.message.contains("colocation group \"g\""), "{e}");
+    assert!(e.help.is_some());
+
+    // One label, or a label on one node only, is fine.
+    load(&source.replace("host = \"b\"", "host = \"a\""), &[]).unwrap();
+    load(&source.replace("resources = { host = \"b\" }", ""), &[]).unwrap();
+    // Different groups may run on different hosts.
+    load(
+        &source.replacen("colocate = \"g\"", "colocate = \"h\"", 1),
+        &[],
+    )
+    .unwrap();
+    // An override that puts them together is refused as well.
+    let apart = source.replacen("colocate = \"g\"\n", "", 1);
+    load(&apart, &[]).unwrap();
+    let e = error(&apart, &["producer.colocate=g"]);
+    assert!(e.message.contains("colocation group \"g\""), "{e}");
+}
+
+#[test]
+fn resources_can_be_set_from_the_command_line() {
+    let program = load(
+        GOOD,
+        &[
+            "producer.resources.cpus=0.25",
+            "producer.resources.host=gpu-box",
+            "consumer.resources.memory_mib=512",
+        ],
+    )
+    .unwrap();
+    let producer = &program.node("producer/1").unwrap().resources;
+    assert_eq!(producer.cpus, 0.25);
+    assert_eq!(producer.host.as_deref(), Some("gpu-box"));
+    assert_eq!(
+        producer.place.override_text.as_deref(),
+        Some("producer.resources.host=gpu-box")
+    );
+    assert_eq!(program.node("consumer").unwrap().resources.memory_mib, 512);
+
+    let e = error(GOOD, &["producer.resources.gpus=-1"]);
+    assert_eq!(
+        e.override_text.as_deref(),
+        Some("producer.resources.gpus=-1")
+    );
+    assert!(e.message.contains("0 or more"), "{e}");
+    let e = error(GOOD, &["producer.resources.disk=1"]);
+    assert!(e.message.contains("unknown resource `disk`"), "{e}");
+    assert!(
+        e.help
+            .as_deref()
+            .unwrap()
+            .contains("cpus, memory_mib, gpus and host")
+    );
+}

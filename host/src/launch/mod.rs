@@ -8,6 +8,7 @@ pub mod end;
 pub mod hosts;
 pub mod local_mp;
 pub mod local_mt;
+pub mod placement;
 mod plan;
 mod pool;
 mod processes;

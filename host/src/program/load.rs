@@ -12,6 +12,7 @@ use super::end::{self, RawEnd};
 use super::grants;
 use super::overrides::{Override, OverrideTarget};
 use super::replica::{Replica, whole};
+use super::resources::{self, ColocatedHosts};
 use super::schema::{Context, Entry, Located, RawFile};
 use super::{
     ComponentSource, Diagnostic, Edge, HANDLE_KEY, HANDLE_TIMEOUT_KEY, NodeSpec, Origin, Place,
@@ -223,6 +224,7 @@ fn expand(
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Vec<NodeSpec>, Diagnostic> {
     let mut seen: HashMap<String, Origin> = HashMap::new();
+    let mut colocated_hosts = ColocatedHosts::default();
     let mut nodes = Vec::new();
     for (entry, &component) in entries.iter_mut().zip(component_of_entry) {
         let granted = grants::grants(
@@ -239,6 +241,8 @@ fn expand(
         for (key, value) in &entry.limit_overrides {
             grants::set_limit(cx, &mut limits, key, value, false)?;
         }
+        let (needs, host_origin) =
+            resources::resources(cx, entry.resources.take(), &entry.resource_overrides)?;
         check_name(cx, &entry.name, "node")?;
         if let Some(first) = seen.insert(entry.name.value.clone(), entry.name.origin.clone()) {
             let first = match first {
@@ -260,6 +264,9 @@ fn expand(
         }
         if let Some(colocate) = &entry.colocate {
             check_name(cx, colocate, "colocation group")?;
+            if let (Some(label), Some(origin)) = (&needs.host, &host_origin) {
+                colocated_hosts.add(cx, &colocate.value, &entry.name.value, label, origin)?;
+            }
         }
         let replicas = match &entry.replicas {
             None => 1,
@@ -306,6 +313,7 @@ fn expand(
                 restarts,
                 grants: granted.clone(),
                 limits,
+                resources: needs.clone(),
             });
         }
     }

@@ -8,6 +8,7 @@ mod grants;
 mod load;
 mod overrides;
 mod replica;
+mod resources;
 mod schema;
 
 use std::path::PathBuf;
@@ -111,6 +112,8 @@ pub struct NodeSpec {
     pub grants: Grants,
     /// Its resource limits (its own, else the program's defaults).
     pub limits: Limits,
+    /// What it needs of a machine, for placing its process on one.
+    pub resources: Resources,
 }
 
 /// What of the host a node may use. By default: nothing (no files, no
@@ -161,6 +164,28 @@ pub struct Limits {
     pub cpu_secs: Option<f64>,
     /// The program's wasm stack limit in KiB (the same for every node).
     pub stack_kib: Option<u64>,
+}
+
+/// What a node needs of the machine its process runs on (program.toml's
+/// `resources`); nothing by default. A colocation group needs the sum of
+/// its nodes'.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resources {
+    /// CPUs (cores), possibly a fraction.
+    pub cpus: f64,
+    pub memory_mib: u64,
+    pub gpus: u64,
+    /// The label of the agent it must run on.
+    pub host: Option<String>,
+    /// Where the `resources` table (or its `--set`) was written.
+    pub place: Place,
+}
+
+impl Resources {
+    /// Whether it asks for anything at all.
+    pub fn is_empty(&self) -> bool {
+        self.cpus == 0.0 && self.memory_mib == 0 && self.gpus == 0 && self.host.is_none()
+    }
 }
 
 /// A handle given to a node: the target, the arg that carried it, the

@@ -57,6 +57,9 @@ pub(super) struct RawNode {
     pub grants: Option<Spanned<RawGrants>>,
     #[serde(default)]
     pub limits: Option<Spanned<RawLimits>>,
+    /// What the node needs of a machine, for placing it on one.
+    #[serde(default)]
+    pub resources: Option<Spanned<RawResources>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,6 +108,21 @@ pub(super) struct RawLimits {
     pub stack_kib: Option<Spanned<i64>>,
 }
 
+/// `{ cpus = 0.5, memory_mib = 4096, gpus = 1, host = "gpu-box" }`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResources {
+    #[serde(default)]
+    pub cpus: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub memory_mib: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub gpus: Option<Spanned<i64>>,
+    /// A label an agent advertises; the node runs only on such an agent.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+}
+
 /// A value and where it was written (in the file or by `--set`).
 pub(super) struct Located<T> {
     pub value: T,
@@ -143,6 +161,9 @@ pub(super) struct Entry {
     pub limits: Option<Spanned<RawLimits>>,
     /// `--set <node>.limits.<key>=value`, applied over `limits`.
     pub limit_overrides: Vec<(String, Located<toml::Value>)>,
+    pub resources: Option<Spanned<RawResources>>,
+    /// `--set <node>.resources.<key>=value`, applied over `resources`.
+    pub resource_overrides: Vec<(String, Located<toml::Value>)>,
 }
 
 impl From<RawNode> for Entry {
@@ -158,6 +179,8 @@ impl From<RawNode> for Entry {
             grants: raw.grants,
             limits: raw.limits,
             limit_overrides: Vec::new(),
+            resources: raw.resources,
+            resource_overrides: Vec::new(),
         }
     }
 }
