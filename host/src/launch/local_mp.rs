@@ -24,7 +24,7 @@ use super::run_dir;
 use super::start::{RunningProgram, timer_runtime};
 use super::supervisor;
 use super::worker::WorkerSpec;
-use super::{LaunchOptions, Plan, lock};
+use super::{LaunchOptions, Plan, Ports, lock};
 use crate::courier::grpc::proto::control_server::{Control as ControlService, ControlServer};
 use crate::courier::grpc::proto::{Command as WorkerCommand, WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self};
@@ -51,6 +51,7 @@ pub fn launch(
     cache_dir: Option<PathBuf>,
 ) -> Result<RunningProgram> {
     let program = &plan.program;
+    let ports = Ports::allocate(program)?;
     let dir = run_dir::create()?;
 
     // Group nodes into workers: one per colocation name, else one per node.
@@ -176,6 +177,7 @@ pub fn launch(
                 spin: options.spin,
                 secret: secret.clone(),
                 launcher: std::process::id(),
+                ports: ports.clone(),
             },
             budget,
             state: Mutex::new(ProcState {

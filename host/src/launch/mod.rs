@@ -8,6 +8,7 @@ pub mod local_mp;
 pub mod local_mt;
 mod plan;
 mod pool;
+mod ports;
 mod report;
 mod run_dir;
 pub mod seeded;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use plan::{LoadError, LoadOptions, Plan, plan};
+pub use ports::{Ports, machine_address};
 pub use start::RunningProgram;
 
 use crate::courier::Transport;

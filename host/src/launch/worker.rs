@@ -15,7 +15,7 @@ use tokio_stream::StreamExt;
 
 use super::run_dir;
 use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
-use super::{LoadOptions, Plan};
+use super::{LoadOptions, Plan, Ports};
 use crate::courier::grpc::proto::control_client::ControlClient;
 use crate::courier::grpc::proto::{WorkerEvent, command, worker_event};
 use crate::courier::grpc::{self, channel};
@@ -60,6 +60,8 @@ pub struct WorkerSpec {
     pub secret: Secret,
     /// The launcher's pid (a worker that outlives it cleans up after it).
     pub launcher: u32,
+    /// The ports the launcher allocated for the program's nodes.
+    pub ports: Ports,
 }
 
 /// Run a worker; returns the process exit code.
@@ -237,6 +239,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         events: &events_tx,
         output: &output,
         hooks: Default::default(),
+        ports: &spec.ports,
         epoch_tick: WORKER_EPOCH_TICK,
         restart_in_process: false,
     };
