@@ -252,9 +252,9 @@ mod tests {
         let diagnostic = error.downcast_ref::<Diagnostic>().expect("a diagnostic");
         assert_eq!(diagnostic.line_col, Some((6, 9)));
         assert!(
-            diagnostic
-                .message
-                .contains(&format!("port http of node web is {port}, which cannot be had")),
+            diagnostic.message.contains(&format!(
+                "port http of node web is {port}, which cannot be had"
+            )),
             "{diagnostic}"
         );
         drop(taken);

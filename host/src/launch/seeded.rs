@@ -24,7 +24,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::end::EndRule;
 use super::start::{Wiring, start_nodes};
-use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, Ports, lock};
+use super::{EndReason, NodeFailure, Outcome, Plan, Ports, ProgramHandle, lock};
 use crate::courier::{CallError, Router};
 use crate::node::hooks::{Hooks, NodeHooks};
 use crate::node::{Control, NodeEvent};
@@ -286,8 +286,11 @@ pub fn run_interruptible(
     notice: Option<Duration>,
     attach: impl FnOnce(ProgramHandle),
 ) -> Result<SeededOutcome> {
+    // IO for granted sockets (real, not virtualized: a node's wasi:sockets
+    // calls need a reactor, or tokio panics).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
+        .enable_io()
         .start_paused(true)
         .build()
         .context("cannot start the seeded scheduler")?;

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use anyhow::{Context as _, Result};
 
 use super::end::RunRecord;
-use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, Ports};
+use super::{EndReason, NodeFailure, Outcome, Plan, Ports, ProgramHandle};
 use crate::courier::{Mailbox, Router};
 use crate::node::hooks::Hooks;
 use crate::node::{Control, NodeBody, NodeContext, NodeEvent, NodeLaunch, run_node};

@@ -414,7 +414,9 @@ impl HandleResolver<'_> {
                 if let Some(address) = table.get("address") {
                     return self.address_ref(table, address, origin, arg, refs, replica);
                 }
-                if let Some(handle) = self.handle_ref(table, origin, arg, &mut refs.edges, replica)? {
+                if let Some(handle) =
+                    self.handle_ref(table, origin, arg, &mut refs.edges, replica)?
+                {
                     return Ok(handle);
                 }
                 if let Some(expr) = table.get("per_replica") {
@@ -581,14 +583,21 @@ impl HandleResolver<'_> {
         };
         let declared = &self.ports[id as usize];
         if !declared.contains(&port) {
-            let name = self.names.iter().find(|(_, n)| **n == id).map_or(target, |(name, _)| name);
+            let name = self
+                .names
+                .iter()
+                .find(|(_, n)| **n == id)
+                .map_or(target, |(name, _)| name);
             let help = match declared.is_empty() {
                 true => format!("declare it on node {name}: ports = [\"{port}\"]"),
                 false => format!("its ports are: {}", declared.join(", ")),
             };
             return Err(self
                 .cx
-                .error(origin, format!("arg `{arg}`: node {name} has no port {port:?}"))
+                .error(
+                    origin,
+                    format!("arg `{arg}`: node {name} has no port {port:?}"),
+                )
                 .help(help));
         }
         let index = refs.addresses.len();

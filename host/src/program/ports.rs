@@ -38,7 +38,9 @@ pub(super) fn ports(
                 .collect::<Result<_, _>>()?,
             toml::Value::Table(table) => table
                 .iter()
-                .map(|(name, number)| Ok((name.clone(), number_of(cx, node, name, number, origin)?)))
+                .map(|(name, number)| {
+                    Ok((name.clone(), number_of(cx, node, name, number, origin)?))
+                })
                 .collect::<Result<_, _>>()?,
             other => {
                 return Err(cx
@@ -58,10 +60,7 @@ pub(super) fn ports(
                 fixed,
                 place: Place::of(cx.source, origin),
             };
-            if let Some(other) = requests
-                .iter()
-                .find(|r| r.port_var() == request.port_var())
-            {
+            if let Some(other) = requests.iter().find(|r| r.port_var() == request.port_var()) {
                 let message = match other.name == request.name {
                     true => format!("node {node}: port {:?} is listed twice", request.name),
                     false => format!(
@@ -107,7 +106,9 @@ pub(super) fn ports(
                             request.name
                         ),
                     )
-                    .help(format!("leave {var} out of grants.env: the node reads its port there")));
+                    .help(format!(
+                        "leave {var} out of grants.env: the node reads its port there"
+                    )));
             }
         }
     }
@@ -199,7 +200,10 @@ mod tests {
     fn address_handles_name_a_node_and_one_of_its_ports() {
         let p = load("ports = [\"http\"]", &[]).unwrap();
         let client = p.node("client").unwrap();
-        assert_eq!(client.args["server"], serde_json::json!({ "$lp-address": 0 }));
+        assert_eq!(
+            client.args["server"],
+            serde_json::json!({ "$lp-address": 0 })
+        );
         assert_eq!(client.addresses.len(), 1);
         assert_eq!(client.addresses[0].target, p.node("web").unwrap().id);
         assert_eq!(client.addresses[0].port, "http");
