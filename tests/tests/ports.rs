@@ -23,7 +23,7 @@ const REPLY: &str = "reply: hello client from web";
 fn a_peer_reaches_a_node_by_its_address_handle_under_local_mt() {
     let mut run = served().launch(TestLaunch::Mt).unwrap();
     run.end().unwrap();
-    assert_eq!(run.output("web"), ["serving on port http"]);
+    assert_eq!(run.output("web"), ["serving on port http", "answered 1"]);
     assert_eq!(run.output("client"), [REPLY]);
 }
 
@@ -31,7 +31,7 @@ fn a_peer_reaches_a_node_by_its_address_handle_under_local_mt() {
 fn a_peer_reaches_a_node_by_its_address_handle_under_local_mp() {
     let mut run = served().launch(TestLaunch::Mp).unwrap();
     run.end().unwrap();
-    assert_eq!(run.output("web"), ["serving on port http"]);
+    assert_eq!(run.output("web"), ["serving on port http", "answered 1"]);
     assert_eq!(run.output("client"), [REPLY]);
 }
 
@@ -40,11 +40,13 @@ fn a_peer_reaches_a_node_by_its_address_handle_under_test_mt() {
     for seed in [1, 2, 3] {
         let run = served().run_seeded(seed, 0).unwrap();
         run.check().unwrap();
-        assert!(
-            run.output.contains(&format!("[client] {REPLY}")),
-            "seed {seed}: {:?}",
-            run.output
-        );
+        for line in [format!("[client] {REPLY}"), "[web] answered 1".into()] {
+            assert!(
+                run.output.contains(&line),
+                "seed {seed}: {line} missing from {:?}",
+                run.output
+            );
+        }
     }
 }
 
@@ -55,7 +57,7 @@ fn every_replica_serves_on_a_port_of_its_own() {
     let file = write(
         dir.path(),
         &format!(
-            "[program]\nname = \"replicas\"\n\n[[node]]\nname = \"web\"\ncomponent = {netpeer:?}\nreplicas = 3\nports = [\"http\"]\nargs = {{ mode = \"serve\" }}\n\n[[node]]\nname = \"client\"\ncomponent = {netpeer:?}\nreplicas = 3\nargs = {{ mode = \"fetch\", server = {{ address = \"web.http\", index = \"index\" }} }}\n",
+            "[program]\nname = \"replicas\"\nwait_for = [\"client\"]\n\n[[node]]\nname = \"web\"\ncomponent = {netpeer:?}\nreplicas = 3\nports = [\"http\"]\nargs = {{ mode = \"serve\" }}\n\n[[node]]\nname = \"client\"\ncomponent = {netpeer:?}\nreplicas = 3\nargs = {{ mode = \"fetch\", server = {{ address = \"web.http\", index = \"index\" }} }}\n",
             netpeer = netpeer()
         ),
     );
@@ -65,6 +67,10 @@ fn every_replica_serves_on_a_port_of_its_own() {
         assert_eq!(
             run.output(&format!("client/{i}")),
             [format!("reply: hello client/{i} from web/{i}")]
+        );
+        assert_eq!(
+            run.output(&format!("web/{i}")),
+            ["serving on port http", "answered 1"]
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Serves on its own port, or reaches a peer's, over TCP (wasi:sockets), as
-//! its `mode` arg says: `serve` binds its port `http` and answers
-//! `connections` clients (each line it reads with "hello LINE from NAME"),
+//! its `mode` arg says: `serve` binds its port `http` and, until the program
+//! stops, answers each line a client sends with "hello LINE from NAME",
 //! `fetch` connects to its `server` arg (an address handle), sends its name
 //! and logs the answer as `reply: ...`, `bind` tries to bind its own port
 //! and addresses it was not given and logs what the sandbox said.
@@ -19,29 +19,37 @@ struct Args {
     mode: String,
     #[serde(default)]
     server: Option<String>,
-    #[serde(default = "one")]
-    connections: u32,
-}
-
-fn one() -> u32 {
-    1
 }
 
 /// How often `fetch` tries a server that is not listening yet.
 const ATTEMPTS: u32 = 500;
 
-fn serve(connections: u32) -> std::io::Result<()> {
+/// Serve until the program stops (polling, so that the stop is seen);
+/// returns how many clients were answered.
+async fn serve() -> std::io::Result<u32> {
     let address = lp_guest::own_address("http").ok_or(ErrorKind::NotFound)?;
     let listener = TcpListener::bind(&address)?;
+    listener.set_nonblocking(true)?;
     lp_guest::info!("serving on port http");
-    for _ in 0..connections {
-        let (stream, _) = listener.accept()?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        let me = lp_guest::name();
-        writeln!(&stream, "hello {} from {me}", line.trim_end())?;
+    let mut answered = 0;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                let mut line = String::new();
+                BufReader::new(&stream).read_line(&mut line)?;
+                let me = lp_guest::name();
+                writeln!(&stream, "hello {} from {me}", line.trim_end())?;
+                answered += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if lp_guest::sleep(Duration::from_millis(10)).await {
+                    return Ok(answered);
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(())
 }
 
 async fn fetch(server: &str) -> std::io::Result<String> {
@@ -76,11 +84,10 @@ impl exports::lp::node::lifecycle::Guest for NetPeer {
     async fn run() {
         let args: Args = lp_guest::args().expect("args");
         match args.mode.as_str() {
-            "serve" => {
-                if let Err(e) = serve(args.connections) {
-                    lp_guest::info!("serve: {e}");
-                }
-            }
+            "serve" => match serve().await {
+                Ok(answered) => lp_guest::info!("answered {answered}"),
+                Err(e) => lp_guest::info!("serve: {e}"),
+            },
             "fetch" => {
                 let server = args.server.expect("a server address");
                 match fetch(&server).await {
