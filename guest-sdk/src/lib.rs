@@ -89,6 +89,29 @@ pub fn args<T: DeserializeOwned>() -> Result<T, ArgsError> {
     })
 }
 
+/// The address this node serves its port `port` on ("IP:port"), as
+/// program.toml's `ports` declares it and the host allocated it at launch:
+/// bind it (`std::net::TcpListener::bind(address)`), the node may bind no
+/// other. `None` if the node has no such port. The host tells it in the
+/// environment variable `LP_ADDRESS_<PORT>` (the name upper-cased, `-` as
+/// `_`), and the port's number alone in `LP_PORT_<PORT>`.
+pub fn own_address(port: &str) -> Option<String> {
+    std::env::var(format!("LP_ADDRESS_{}", port_env_suffix(port))).ok()
+}
+
+/// The number of this node's port `port` (`LP_PORT_<PORT>`); see
+/// [`own_address`].
+pub fn own_port(port: &str) -> Option<u16> {
+    std::env::var(format!("LP_PORT_{}", port_env_suffix(port)))
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn port_env_suffix(port: &str) -> String {
+    port.to_ascii_uppercase().replace('-', "_")
+}
+
 /// The args did not fit the node's args type. Its `Debug` is its message
 /// (so `lp_guest::args().expect(..)` panics with the shortened args too).
 pub struct ArgsError {

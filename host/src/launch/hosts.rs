@@ -25,7 +25,7 @@ use super::start::{RunningProgram, timer_runtime};
 use super::worker::{Peers, WorkerSpec};
 use super::workers::agents::{Agent, Agents, Files};
 use super::workers::local::{dies_with_parent, worker_exe};
-use super::{LaunchOptions, Plan, run_dir};
+use super::{LaunchOptions, Plan, Ports, run_dir};
 use crate::courier::{Endpoint, Secret, Security, TransportKind};
 use crate::proto::agents_server::{Agents as AgentsService, AgentsServer};
 use crate::proto::{AgentCommand, AgentEvent, agent_event};
@@ -58,6 +58,13 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             "--listen {} names no one address: give the address agents reach this machine at, \
              e.g. --listen 10.0.0.1:7070 (it goes into the join token and the launcher's certificate)",
             hosts.listen
+        );
+    }
+    if let Some(node) = plan.program.nodes.iter().find(|n| !n.ports.is_empty()) {
+        bail!(
+            "node {} asks for ports, which --launch hosts does not allocate yet (they must be \
+             chosen on the node's machine)\n  help: run it under local_mt or local_mp",
+            node.name
         );
     }
     if hosts.agents == 0 {
@@ -231,6 +238,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             secret: secret.clone(),
             launcher: 0,
             credentials: None,
+            ports: Ports::default(),
         })
         .collect();
     let network = Network {

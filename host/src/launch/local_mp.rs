@@ -16,7 +16,7 @@ use super::processes::{self, Network};
 use super::start::{RunningProgram, timer_runtime};
 use super::worker::{Peers, WorkerSpec};
 use super::workers::local::{LocalProcesses, worker_exe};
-use super::{LaunchOptions, Plan, run_dir};
+use super::{LaunchOptions, Plan, Ports, run_dir};
 use crate::courier::{Endpoint, Secret, Security};
 use crate::program::Program;
 
@@ -72,6 +72,7 @@ pub fn launch(
     cache_dir: Option<PathBuf>,
 ) -> Result<RunningProgram> {
     let program = &plan.program;
+    let ports = Ports::allocate(program)?;
     let dir = run_dir::create()?;
     let processes = processes_of(program);
     let mut sockets = vec![Endpoint::Unix(PathBuf::new()); program.nodes.len()];
@@ -112,6 +113,7 @@ pub fn launch(
             secret: secret.clone(),
             launcher: std::process::id(),
             credentials: None,
+            ports: ports.clone(),
         })
         .collect();
     let runtime = timer_runtime()?;

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use super::pool::Pool;
 use super::start::{RunningProgram, Wiring, start_nodes, timer_runtime};
 use super::supervisor;
-use super::{LaunchOptions, Plan};
+use super::{LaunchOptions, Plan, Ports};
 use crate::courier::Router;
 use crate::node::Control;
 use crate::stop::StopSignal;
@@ -19,6 +19,7 @@ use crate::stop::StopSignal;
 /// Start every node of `plan` as a task on the worker pool.
 pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
     let program = &plan.program;
+    let ports = Ports::allocate(program)?;
     let stop = Arc::new(StopSignal::new());
     let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
     let (router, mailboxes) = Router::local(
@@ -39,6 +40,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions) -> Result<RunningProgram> {
         events: &events_tx,
         output: &options.output,
         hooks: Default::default(),
+        ports: &ports,
         epoch_tick: supervisor::EPOCH_TICK,
         restart_in_process: true,
     };

@@ -11,6 +11,7 @@ pub mod local_mt;
 pub mod placement;
 mod plan;
 mod pool;
+mod ports;
 mod processes;
 mod report;
 mod run_dir;
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use plan::{LoadError, LoadOptions, Plan, plan};
+pub use ports::{Ports, machine_address};
 pub use start::RunningProgram;
 
 use crate::courier::TransportKind;

@@ -24,7 +24,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::end::EndRule;
 use super::start::{Wiring, start_nodes};
-use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle, lock};
+use super::{EndReason, NodeFailure, Outcome, Plan, Ports, ProgramHandle, lock};
 use crate::courier::{CallError, Router};
 use crate::node::hooks::{Hooks, NodeHooks};
 use crate::node::{Control, NodeEvent};
@@ -286,8 +286,11 @@ pub fn run_interruptible(
     notice: Option<Duration>,
     attach: impl FnOnce(ProgramHandle),
 ) -> Result<SeededOutcome> {
+    // IO for granted sockets (real, not virtualized: a node's wasi:sockets
+    // calls need a reactor, or tokio panics).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
+        .enable_io()
         .start_paused(true)
         .build()
         .context("cannot start the seeded scheduler")?;
@@ -312,6 +315,7 @@ pub fn run_interruptible(
         })
     };
     let program = &plan.program;
+    let ports = Ports::allocate(program)?;
     let names: Vec<String> = program.nodes.iter().map(|n| n.name.clone()).collect();
     let stop = Arc::new(StopSignal::new());
     let handle = ProgramHandle::new(stop.clone());
@@ -332,6 +336,7 @@ pub fn run_interruptible(
         events: &events_tx,
         output: &traced_output,
         hooks: Hooks::new(chaos.clone()),
+        ports: &ports,
         // The epoch never ticks in seeded runs (fuel paces them), so the
         // CPU limit is not counted here.
         epoch_tick: Duration::ZERO,

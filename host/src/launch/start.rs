@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use anyhow::{Context as _, Result};
 
 use super::end::RunRecord;
-use super::{EndReason, NodeFailure, Outcome, Plan, ProgramHandle};
+use super::{EndReason, NodeFailure, Outcome, Plan, Ports, ProgramHandle};
 use crate::courier::{Mailbox, Router};
 use crate::node::hooks::Hooks;
 use crate::node::{Control, NodeBody, NodeContext, NodeEvent, NodeLaunch, run_node};
@@ -102,6 +102,8 @@ pub(super) struct Wiring<'a> {
     pub events: &'a mpsc::Sender<NodeEvent>,
     pub output: &'a Output,
     pub hooks: Hooks,
+    /// The ports allocated for this launch (nodes' own and their peers').
+    pub ports: &'a Ports,
     /// How often the engine's epoch ticks here (nodes count it for their
     /// CPU limit).
     pub epoch_tick: std::time::Duration,
@@ -126,6 +128,7 @@ pub(super) fn start_nodes<R>(
         events,
         output,
         hooks,
+        ports,
         epoch_tick,
         restart_in_process,
     } = wiring;
@@ -139,13 +142,13 @@ pub(super) fn start_nodes<R>(
             name: spec.name.clone(),
             group: spec.group.clone(),
             index: spec.index,
-            args: spec.args.to_string(),
+            args: ports.args_of(spec).to_string(),
             allowed,
             router: router.clone(),
             output: output.clone(),
             log_credit: crate::credit::Credit::new(crate::sandbox::OUTPUT_CREDIT),
             hooks: hooks.clone(),
-            grants: spec.grants.clone(),
+            grants: ports.grants_of(spec),
             limits: spec.limits,
             epoch_tick,
             last_words: Default::default(),

@@ -15,7 +15,7 @@ use tokio_stream::StreamExt;
 
 use super::run_dir;
 use super::start::{Wiring, spawn_node, start_nodes, timer_runtime};
-use super::{LoadOptions, Plan};
+use super::{LoadOptions, Plan, Ports};
 use crate::courier::{
     Directory, Endpoint, Placement, Router, Secret, Security, TransportKind, Wire,
 };
@@ -69,6 +69,8 @@ pub struct WorkerSpec {
     /// This process's certificate of the launch, when its connections are
     /// mutual TLS (a multi-host launch).
     pub credentials: Option<SpecCredentials>,
+    /// The ports the launcher allocated for the program's nodes.
+    pub ports: Ports,
 }
 
 /// Where the other processes of a launch listen.
@@ -342,6 +344,7 @@ fn run(spec_file: &std::path::Path) -> Result<()> {
         events: &events_tx,
         output: &output,
         hooks: Default::default(),
+        ports: &spec.ports,
         epoch_tick: WORKER_EPOCH_TICK,
         restart_in_process: false,
     };

@@ -30,7 +30,7 @@ use crate::courier::{CallError, FuncKey, FuncTable, Mailbox, Payload, Reply, Req
 use crate::credit::Credit;
 use crate::lock;
 use crate::output::{LogLevel, Output, Stream};
-use crate::program::{Grants, Limits};
+use crate::program::{Grants, Limits, NetUse};
 use crate::sandbox::interface::{
     LIFECYCLE_INTERFACES, RUNTIME_INTERFACE, TYPES_INTERFACE, WAITING_INTERFACE,
 };
@@ -325,7 +325,20 @@ fn grant(wasi: &mut WasiCtxBuilder, grants: &Grants) -> Result<()> {
                 let ephemeral = matches!(used, SocketAddrUse::TcpBind | SocketAddrUse::UdpBind)
                     && addr.ip().is_unspecified()
                     && addr.port() == 0;
-                let ok = ephemeral || allowed.iter().any(|g| g.allows(addr));
+                let ok = match used {
+                    // The local address of a socket the node serves on.
+                    SocketAddrUse::TcpBind | SocketAddrUse::TcpListen | SocketAddrUse::UdpBind => {
+                        ephemeral || allowed.iter().any(|g| g.allows(addr, true))
+                    }
+                    // A client of a port the node serves on (it listens
+                    // only where it may), or a peer granted by address.
+                    SocketAddrUse::TcpAccept | SocketAddrUse::UdpReceive => allowed
+                        .iter()
+                        .any(|g| g.usage == NetUse::Serve || g.allows(addr, false)),
+                    SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => {
+                        allowed.iter().any(|g| g.allows(addr, false))
+                    }
+                };
                 Box::pin(async move { ok })
             });
     }

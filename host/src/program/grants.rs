@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::schema::{Context, Located, RawGrants, RawLimits};
-use super::{Diagnostic, DirGrant, Grants, Limits, NetGrant, Origin, line_col};
+use super::{Diagnostic, DirGrant, Grants, Limits, NetGrant, NetUse, Origin, line_col};
 
 /// The deepest wasm stack a program may ask for, in KiB.
 const MAX_STACK_KIB: u64 = 64 * 1024;
@@ -166,6 +166,7 @@ fn net_grant(text: &str) -> Option<NetGrant> {
         return Some(NetGrant {
             ip: addr.ip(),
             port: Some(addr.port()),
+            usage: NetUse::Any,
         });
     }
     let host = text.strip_suffix(":*")?;
@@ -176,6 +177,7 @@ fn net_grant(text: &str) -> Option<NetGrant> {
     Some(NetGrant {
         ip: host.parse().ok()?,
         port: None,
+        usage: NetUse::Any,
     })
 }
 

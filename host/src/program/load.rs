@@ -11,12 +11,13 @@ use toml::Spanned;
 use super::end::{self, RawEnd};
 use super::grants;
 use super::overrides::{Override, OverrideTarget};
+use super::ports;
 use super::replica::{Replica, whole};
 use super::resources::{self, ColocatedHosts};
-use super::schema::{Context, Entry, Located, RawFile};
+use super::schema::{Context, Entry, Located, RawFile, check_name};
 use super::{
-    ComponentSource, Diagnostic, Edge, HANDLE_KEY, HANDLE_TIMEOUT_KEY, NodeSpec, Origin, Place,
-    Program,
+    ADDRESS_KEY, AddressRef, ComponentSource, Diagnostic, Edge, HANDLE_KEY, HANDLE_TIMEOUT_KEY,
+    NodeSpec, Origin, Place, Program,
 };
 
 const REFERENCE: &str = "see \"program.toml reference\" in README.md";
@@ -130,22 +131,6 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     })
 }
 
-/// Names of programs, nodes and groups: letters, digits, `_` and `-`.
-fn check_name(cx: &Context, name: &Located<String>, what: &str) -> Result<(), Diagnostic> {
-    let ok = !name.value.is_empty()
-        && name
-            .value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(cx
-            .error(&name.origin, format!("invalid {what} name {:?}", name.value))
-            .help("use letters, digits, '_' and '-' only (a node's replicas are named name/0, name/1, ...)"))
-    }
-}
-
 /// Map each entry's `component` to a source, one per distinct path.
 fn resolve_components(
     cx: &Context,
@@ -244,6 +229,13 @@ fn expand(
         let (needs, host_origin) =
             resources::resources(cx, entry.resources.take(), &entry.resource_overrides)?;
         check_name(cx, &entry.name, "node")?;
+        let ports = ports::ports(
+            cx,
+            &entry.name.value,
+            entry.ports.as_ref(),
+            &entry.port_overrides,
+            &granted.env,
+        )?;
         if let Some(first) = seen.insert(entry.name.value.clone(), entry.name.origin.clone()) {
             let first = match first {
                 Origin::File(span) => {
@@ -314,6 +306,8 @@ fn expand(
                 grants: granted.clone(),
                 limits,
                 resources: needs.clone(),
+                ports: ports.clone(),
+                addresses: Vec::new(),
             });
         }
     }
@@ -331,14 +325,19 @@ fn resolve_args(cx: &Context, entries: &[Entry], nodes: &mut [NodeSpec]) -> Resu
         groups.entry(n.group.as_str()).or_default().push(n.id);
         entry_nodes.entry(n.entry.as_str()).or_default().push(n.id);
     }
+    let ports: Vec<Vec<&str>> = nodes
+        .iter()
+        .map(|n| n.ports.iter().map(|p| p.name.as_str()).collect())
+        .collect();
     let resolver = HandleResolver {
         cx,
         names: &names,
         groups: &groups,
         entry_nodes: &entry_nodes,
+        ports: &ports,
     };
 
-    let mut resolved: Vec<(serde_json::Value, Vec<Edge>)> = Vec::with_capacity(nodes.len());
+    let mut resolved: Vec<(serde_json::Value, Refs)> = Vec::with_capacity(nodes.len());
     for entry in entries {
         let ids = &entry_nodes[entry.name.value.as_str()];
         let mut shared = None;
@@ -355,12 +354,12 @@ fn resolve_args(cx: &Context, entries: &[Entry], nodes: &mut [NodeSpec]) -> Resu
                 depends: &depends,
             };
             let mut object = serde_json::Map::new();
-            let mut edges = Vec::new();
+            let mut refs = Refs::default();
             for (key, arg) in &entry.args {
-                let value = resolver.convert(&arg.value, &arg.origin, key, &mut edges, &replica)?;
+                let value = resolver.convert(&arg.value, &arg.origin, key, &mut refs, &replica)?;
                 object.insert(key.clone(), value);
             }
-            let args = (serde_json::Value::Object(object), edges);
+            let args = (serde_json::Value::Object(object), refs);
             if !depends.get() {
                 shared = Some(args.clone());
             }
@@ -368,11 +367,20 @@ fn resolve_args(cx: &Context, entries: &[Entry], nodes: &mut [NodeSpec]) -> Resu
         }
     }
     // Nodes are numbered entry by entry, replica by replica, as above.
-    for (node, (args, edges)) in nodes.iter_mut().zip(resolved) {
+    for (node, (args, refs)) in nodes.iter_mut().zip(resolved) {
         node.args = args;
-        node.edges = edges;
+        node.edges = refs.edges;
+        node.addresses = refs.addresses;
     }
     Ok(())
+}
+
+/// What a node's args refer to: the nodes it has handles to, and the
+/// ports it has addresses of.
+#[derive(Clone, Default)]
+struct Refs {
+    edges: Vec<Edge>,
+    addresses: Vec<AddressRef>,
 }
 
 struct HandleResolver<'a> {
@@ -381,17 +389,20 @@ struct HandleResolver<'a> {
     groups: &'a HashMap<&'a str, Vec<u32>>,
     /// Every entry's nodes, in replica order.
     entry_nodes: &'a HashMap<&'a str, Vec<u32>>,
+    /// Every node's port names, by id.
+    ports: &'a [Vec<&'a str>],
 }
 
 impl HandleResolver<'_> {
     /// TOML → JSON; `{ handle = "n" }` and `{ group = "g" }` become handles,
-    /// `{ per_replica = "EXPR" }` this replica's value of EXPR.
+    /// `{ address = "n.port" }` an address handle, `{ per_replica = "EXPR" }`
+    /// this replica's value of EXPR.
     fn convert(
         &self,
         value: &toml::Value,
         origin: &Origin,
         arg: &str,
-        edges: &mut Vec<Edge>,
+        refs: &mut Refs,
         replica: &Replica,
     ) -> Result<serde_json::Value, Diagnostic> {
         use serde_json::Value as J;
@@ -404,11 +415,16 @@ impl HandleResolver<'_> {
             toml::Value::Array(items) => J::Array(
                 items
                     .iter()
-                    .map(|v| self.convert(v, origin, arg, edges, replica))
+                    .map(|v| self.convert(v, origin, arg, refs, replica))
                     .collect::<Result<_, _>>()?,
             ),
             toml::Value::Table(table) => {
-                if let Some(handle) = self.handle_ref(table, origin, arg, edges, replica)? {
+                if let Some(address) = table.get("address") {
+                    return self.address_ref(table, address, origin, arg, refs, replica);
+                }
+                if let Some(handle) =
+                    self.handle_ref(table, origin, arg, &mut refs.edges, replica)?
+                {
                     return Ok(handle);
                 }
                 if let Some(expr) = table.get("per_replica") {
@@ -416,7 +432,7 @@ impl HandleResolver<'_> {
                 }
                 let mut object = serde_json::Map::new();
                 for (k, v) in table {
-                    object.insert(k.clone(), self.convert(v, origin, arg, edges, replica)?);
+                    object.insert(k.clone(), self.convert(v, origin, arg, refs, replica)?);
                 }
                 J::Object(object)
             }
@@ -514,6 +530,92 @@ impl HandleResolver<'_> {
                 ))
                 .help("wrap it with `% target_replicas`, or add `optional = true` to pass null where there is no such replica")),
         }
+    }
+
+    /// `{ address = "node.port" }` (or `{ address = "entry.port", index =
+    /// EXPR }`, optionally `optional`): an address handle, `{"$lp-address":
+    /// k}` until launch gives it its "IP:port".
+    fn address_ref(
+        &self,
+        table: &toml::Table,
+        address: &toml::Value,
+        origin: &Origin,
+        arg: &str,
+        refs: &mut Refs,
+        replica: &Replica,
+    ) -> Result<serde_json::Value, Diagnostic> {
+        let help = "write { address = \"node.port\" }: a node (\"web/0\" names one replica) and one of the ports it declares";
+        if let Some(key) = table
+            .keys()
+            .find(|k| !["address", "index", "optional"].contains(&k.as_str()))
+        {
+            return Err(self
+                .cx
+                .error(origin, format!("arg `{arg}`: an address table takes `address` and optionally `index`, `optional`, not `{key}`"))
+                .help("put other settings in args of their own"));
+        }
+        let Some((target, port)) = address.as_str().and_then(|a| a.rsplit_once('.')) else {
+            return Err(self
+                .cx
+                .error(
+                    origin,
+                    format!("arg `{arg}`: an address is \"node.port\" in quotes, not {address}"),
+                )
+                .help(help));
+        };
+        let id = if table.contains_key("index") {
+            match self.replica_of(table, target, origin, arg, replica)? {
+                Some(id) => id,
+                None => return Ok(serde_json::Value::Null),
+            }
+        } else if table.contains_key("optional") {
+            return Err(self
+                .cx
+                .error(origin, format!("arg `{arg}`: `optional` goes with `index`"))
+                .help("an address of a named node is always there"));
+        } else if let Some(&id) = self.names.get(target) {
+            id
+        } else if let Some(ids) = self.entry_nodes.get(target) {
+            return Err(self
+                .cx
+                .error(origin, format!("arg `{arg}`: node {target:?} has {} replicas, so one address is ambiguous", ids.len()))
+                .help(format!("write {{ address = \"{target}/0.{port}\" }} for one, or {{ address = \"{target}.{port}\", index = \"index % target_replicas\" }} for one per replica")));
+        } else {
+            return Err(self
+                .cx
+                .error(origin, format!("arg `{arg}`: no node is named {target:?}"))
+                .help(format!(
+                    "nodes are: {}",
+                    sorted(self.names.keys().map(String::as_str))
+                )));
+        };
+        let declared = &self.ports[id as usize];
+        if !declared.contains(&port) {
+            let name = self
+                .names
+                .iter()
+                .find(|(_, n)| **n == id)
+                .map_or(target, |(name, _)| name);
+            let help = match declared.is_empty() {
+                true => format!("declare it on node {name}: ports = [\"{port}\"]"),
+                false => format!("its ports are: {}", declared.join(", ")),
+            };
+            return Err(self
+                .cx
+                .error(
+                    origin,
+                    format!("arg `{arg}`: node {name} has no port {port:?}"),
+                )
+                .help(help));
+        }
+        let index = refs.addresses.len();
+        refs.addresses.push(AddressRef {
+            target: id,
+            port: port.to_string(),
+            arg: arg.to_string(),
+            place: Place::of(self.cx.source, origin),
+        });
+        Ok(serde_json::json!({ ADDRESS_KEY: index }))
     }
 
     /// `Some` if `table` is a handle reference (`handle` or `group` key).

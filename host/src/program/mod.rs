@@ -7,6 +7,7 @@ mod end;
 mod grants;
 mod load;
 mod overrides;
+mod ports;
 mod replica;
 mod resources;
 mod schema;
@@ -22,6 +23,12 @@ pub use overrides::Override;
 pub const HANDLE_KEY: &str = "$lp-handle";
 /// Beside it, the handle's own call deadline in milliseconds, if it has one.
 pub const HANDLE_TIMEOUT_KEY: &str = "$lp-timeout-ms";
+
+/// The key under which an address handle (another node's port) is encoded
+/// in a node's args until launch, when it becomes the string "IP:port":
+/// `{"$lp-address": k}`, `k` an index into the node's
+/// [`NodeSpec::addresses`].
+pub const ADDRESS_KEY: &str = "$lp-address";
 
 /// Args values are JSON.
 pub use serde_json::Value as JsonValue;
@@ -114,6 +121,48 @@ pub struct NodeSpec {
     pub limits: Limits,
     /// What it needs of a machine, for placing its process on one.
     pub resources: Resources,
+    /// The ports it serves on (program.toml's `ports`), allocated at launch.
+    pub ports: Vec<PortRequest>,
+    /// The other nodes' ports it was given addresses of (`{ address =
+    /// "node.port" }` args), in the order of their `$lp-address` indices.
+    pub addresses: Vec<AddressRef>,
+}
+
+/// A port a node asks for: its name, a fixed number if program.toml gives
+/// one (else any free port), and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRequest {
+    pub name: String,
+    pub fixed: Option<u16>,
+    pub place: Place,
+}
+
+impl PortRequest {
+    /// The environment variable that tells the node its port's number
+    /// (`LP_PORT_HTTP` for `http`, `LP_PORT_MY_DB` for `my-db`).
+    pub fn port_var(&self) -> String {
+        format!("LP_PORT_{}", env_suffix(&self.name))
+    }
+
+    /// The environment variable that tells the node the address to bind
+    /// (`LP_ADDRESS_HTTP`: "IP:port").
+    pub fn address_var(&self) -> String {
+        format!("LP_ADDRESS_{}", env_suffix(&self.name))
+    }
+}
+
+fn env_suffix(port: &str) -> String {
+    port.to_ascii_uppercase().replace('-', "_")
+}
+
+/// An address handle: the node and port it names, the arg that carried
+/// it, and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressRef {
+    pub target: u32,
+    pub port: String,
+    pub arg: String,
+    pub place: Place,
 }
 
 /// What of the host a node may use. By default: nothing (no files, no
@@ -136,17 +185,36 @@ pub struct DirGrant {
     pub writable: bool,
 }
 
-/// An address a node may connect to or bind: an IP and a port (`None`: any
-/// port).
+/// An address a node may use: an IP and a port (`None`: any port), and
+/// what for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetGrant {
     pub ip: std::net::IpAddr,
     pub port: Option<u16>,
+    pub usage: NetUse,
+}
+
+/// What a [`NetGrant`] lets a node do with its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetUse {
+    /// Connect to it or bind it (a `grants.network` entry).
+    Any,
+    /// Bind it and serve on it (one of the node's own `ports`).
+    Serve,
+    /// Connect to it, or send datagrams to it (an address handle).
+    Connect,
 }
 
 impl NetGrant {
-    pub fn allows(&self, addr: std::net::SocketAddr) -> bool {
-        addr.ip() == self.ip && self.port.is_none_or(|p| p == addr.port())
+    /// Whether the node may use `addr` to serve (bind, listen) or, with
+    /// `serving` false, to reach a peer (connect, send).
+    pub fn allows(&self, addr: std::net::SocketAddr, serving: bool) -> bool {
+        let usage = match self.usage {
+            NetUse::Any => true,
+            NetUse::Serve => serving,
+            NetUse::Connect => !serving,
+        };
+        usage && addr.ip() == self.ip && self.port.is_none_or(|p| p == addr.port())
     }
 }
 

@@ -1,14 +1,14 @@
 //! `--set path=value` overrides: change args, replicas, group, component,
-//! limits, resources or the call timeout without editing program.toml.
+//! limits, resources, port numbers or the call timeout without editing program.toml.
 //!
 //! Paths: `program.call_timeout_secs`, `program.limits.<limit>`,
 //! `program.wait_for`, `program.end_on`,
 //! `<node>.replicas`, `<node>.restarts`, `<node>.group`, `<node>.colocate`,
 //! `<node>.component`, `<node>.limits.<limit>`, `<node>.resources.<key>`,
-//! `<node>.args.<key>`. Values are TOML (`3`, `"x"`, `[1, 2]`,
-//! `{ handle = "learner" }`); a bare word is taken as a string. Grants
-//! cannot be set: they stay in the file, where they are reviewed with the
-//! program.
+//! `<node>.ports.<port>` (the number of a declared port), `<node>.args.<key>`.
+//! Values are TOML (`3`, `"x"`, `[1, 2]`, `{ handle = "learner" }`); a bare
+//! word is taken as a string. Grants cannot be set: they stay in the file,
+//! where they are reviewed with the program.
 
 use std::str::FromStr;
 
@@ -73,7 +73,7 @@ impl Override {
     ) -> Result<OverrideTarget, Diagnostic> {
         let origin = Origin::Override(self.text.clone());
         let bad = |message: String, help: &str| Err(cx.error(&origin, message).help(help));
-        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, program.wait_for, program.end_on, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.resources.<key>, <node>.args.<key>";
+        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, program.wait_for, program.end_on, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.resources.<key>, <node>.ports.<port>, <node>.args.<key>";
 
         if self.path[0] == "program" {
             if let [_, limits, key] = &self.path[..]
@@ -160,6 +160,15 @@ impl Override {
             ["resources", key] => entry
                 .resource_overrides
                 .push((key.to_string(), Located::new(self.value.clone(), &origin))),
+            ["ports", name] => entry
+                .port_overrides
+                .push((name.to_string(), Located::new(self.value.clone(), &origin))),
+            ["ports"] => {
+                return bad(
+                    "ports cannot be declared with --set".into(),
+                    "a node's ports let it serve on the network, so they are declared in program.toml, where they are reviewed with the program; --set <node>.ports.<name>=N changes the number of a declared port (0: any free port)",
+                );
+            }
             ["grants", ..] => {
                 return bad(
                     "grants cannot be set with --set".into(),

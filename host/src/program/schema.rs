@@ -51,6 +51,9 @@ pub(super) struct RawNode {
     /// How many times the node is started again after it fails.
     #[serde(default)]
     pub restarts: Option<Spanned<i64>>,
+    /// The ports it serves on: `["http"]`, or `{ http = 8080, metrics = 0 }`.
+    #[serde(default)]
+    pub ports: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub args: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
@@ -156,6 +159,9 @@ pub(super) struct Entry {
     pub replicas: Option<Located<i64>>,
     pub colocate: Option<Located<String>>,
     pub restarts: Option<Located<i64>>,
+    pub ports: Option<Located<toml::Value>>,
+    /// `--set <node>.ports.<name>=N`: a declared port's number.
+    pub port_overrides: Vec<(String, Located<toml::Value>)>,
     pub args: BTreeMap<String, Located<toml::Value>>,
     pub grants: Option<Spanned<RawGrants>>,
     pub limits: Option<Spanned<RawLimits>>,
@@ -175,6 +181,8 @@ impl From<RawNode> for Entry {
             replicas: raw.replicas.map(Into::into),
             colocate: raw.colocate.map(Into::into),
             restarts: raw.restarts.map(Into::into),
+            ports: raw.ports.map(Into::into),
+            port_overrides: Vec::new(),
             args: raw.args.into_iter().map(|(k, v)| (k, v.into())).collect(),
             grants: raw.grants,
             limits: raw.limits,
@@ -182,6 +190,26 @@ impl From<RawNode> for Entry {
             resources: raw.resources,
             resource_overrides: Vec::new(),
         }
+    }
+}
+
+/// Names of programs, nodes, groups and ports: letters, digits, `_` and `-`.
+pub(super) fn check_name(
+    cx: &Context,
+    name: &Located<String>,
+    what: &str,
+) -> Result<(), Diagnostic> {
+    let ok = !name.value.is_empty()
+        && name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(cx
+            .error(&name.origin, format!("invalid {what} name {:?}", name.value))
+            .help("use letters, digits, '_' and '-' only (a node's replicas are named name/0, name/1, ...)"))
     }
 }
 
