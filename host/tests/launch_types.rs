@@ -597,3 +597,25 @@ fn a_seeded_restart_is_in_the_trace_and_replays_exactly() {
     assert!(first.contains("restart faulty (1 of 1)"), "{first}");
     assert_eq!(first, trace("b.trace"));
 }
+
+#[test]
+fn hosts_refuses_a_program_its_agents_cannot_hold_before_it_starts() {
+    let out = run(
+        "hosts",
+        &[
+            "examples/consumer_producers/program.toml",
+            "--set",
+            "consumer.resources.gpus=4",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("consumer needs 4 gpus")
+            && stderr.contains("--set consumer.resources.gpus=4"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("step"), "no node ran");
+    // The agents were told the launch is over: none says it lost the launcher.
+    assert!(!stderr.contains("lost the launcher"), "{stderr}");
+}

@@ -113,9 +113,14 @@ impl Drop for Launch {
 
 /// An agent in host `i`, joining with `token`; its stderr captured.
 fn agent(hosts: &Hosts, i: usize, token: &Path) -> Child {
+    agent_labelled(hosts, i, token, "")
+}
+
+/// The same, the agent's machine labelled `label` for placement.
+fn agent_labelled(hosts: &Hosts, i: usize, token: &Path, label: &str) -> Child {
     hosts
         .command(i, lp_host())
-        .args(["agent", "--token"])
+        .args(["agent", "--host", label, "--token"])
         .arg(token)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -188,11 +193,11 @@ fn consumer_producers_run_with_producers_on_two_other_hosts() {
         &hosts,
         "examples/consumer_producers/program.toml",
         2,
-        &["producer.replicas=4"],
+        &["producer.replicas=4", "consumer.resources.host=\"big\""],
     );
     let agents = [
         agent(&hosts, 2, &launch.token()),
-        agent(&hosts, 3, &launch.token()),
+        agent_labelled(&hosts, 3, &launch.token(), "big"),
     ];
     let (code, out, err) = launch.finish();
     assert_eq!(code, Some(0), "{out}\n{err}");
@@ -206,7 +211,8 @@ fn consumer_producers_run_with_producers_on_two_other_hosts() {
         producers.contains(&two) && producers.contains(&three),
         "{err}"
     );
-    // The join token is gone with the joining.
+    // The consumer went where its resources.host said.
+    assert_eq!(host_of(&err, "consumer"), three, "{err}");
     for agent in agents {
         let (code, said) = agent_end(agent);
         assert_eq!(code, Some(0), "{said}");

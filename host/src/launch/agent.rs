@@ -42,6 +42,10 @@ pub struct AgentArgs {
     #[arg(long, default_value = "")]
     pub host: String,
 
+    /// Say nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+
     /// Where compiled components are cached (default: $LP_CACHE_DIR or ~/.cache/lp).
     #[arg(long, env = "LP_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -87,10 +91,12 @@ fn run(args: AgentArgs) -> Result<()> {
         .parse()
         .with_context(|| format!("the launcher said to attach at {:?}", joined.attach))?;
     let security = Security::mutual_tls(MutualTls::new(&joined.credentials)?);
-    crate::errln!(
-        "agent {}: joined the launch at {launcher} (this machine: {address})",
-        joined.agent
-    );
+    if !args.quiet {
+        crate::errln!(
+            "agent {}: joined the launch at {launcher} (this machine: {address})",
+            joined.agent
+        );
+    }
 
     let dir = run_dir::create()?;
     // Started by a launcher on this machine (--local-agents): go with it.

@@ -19,7 +19,8 @@ use sha2::Digest as _;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::local_mp::{processes_of, worker_overrides};
+use super::local_mp::worker_overrides;
+use super::placement;
 use super::processes::{self, Network};
 use super::start::{RunningProgram, timer_runtime};
 use super::worker::{Peers, WorkerSpec};
@@ -110,7 +111,10 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         file: token_path.clone(),
         _dir: private,
     };
-    let mut local_agents = Vec::new();
+    let mut crew = Crew {
+        agents: Vec::new(),
+        local: Vec::new(),
+    };
     if hosts.local_agents {
         let exe = match &hosts.agent_exe {
             Some(exe) => exe.clone(),
@@ -118,9 +122,12 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         };
         for _ in 0..hosts.agents {
             let mut command = std::process::Command::new(&exe);
-            command.arg("agent").arg("--token").arg(&token_path);
+            command
+                .args(["agent", "--quiet", "--token"])
+                .arg(&token_path);
             dies_with_parent(&mut command);
-            local_agents.push(command.spawn().context("cannot start a local agent")?);
+            crew.local
+                .push(command.spawn().context("cannot start a local agent")?);
         }
     } else {
         crate::errln!(
@@ -133,6 +140,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
 
     // Joins, then attaches of the agents that joined.
     let (attached, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let quiet = hosts.local_agents;
     let joins = runtime.spawn({
         let desk = desk.clone();
         async move {
@@ -143,6 +151,13 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
                 let desk = desk.clone();
                 tokio::spawn(async move {
                     match desk.admit(tcp).await {
+                        Ok(admitted) if quiet => {
+                            tracing::debug!(
+                                "agent {} joined from {}",
+                                admitted.agent,
+                                admitted.peer
+                            )
+                        }
                         Ok(admitted) => crate::errln!(
                             "hosts: agent {} joined from {}",
                             admitted.agent,
@@ -164,8 +179,8 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
                 .await;
         });
     }
-    let agents: Vec<Arc<Agent>> = runtime.block_on(async {
-        let mut agents = Vec::new();
+    runtime.block_on(async {
+        let agents = &mut crew.agents;
         let deadline = tokio::time::sleep(hosts.join_timeout);
         tokio::pin!(deadline);
         while agents.len() < hosts.agents {
@@ -182,16 +197,35 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
                 ),
             }
         }
-        anyhow::Ok(agents)
+        anyhow::Ok(())
     })?;
+    let agents = crew.agents.clone();
     // No one else joins this launch.
     joins.abort();
     drop(token_file);
 
-    // Processes spread over the agents in turn.
+    // Processes placed on the agents by what they need (spread where
+    // they say nothing); a program that does not fit is refused here.
     let program = &plan.program;
-    let processes = processes_of(program);
-    let placement: Vec<usize> = (0..processes.len()).map(|k| k % agents.len()).collect();
+    let wanted = placement::processes(program);
+    let offers: Vec<placement::Agent> = agents
+        .iter()
+        .map(|agent| placement::Agent {
+            id: agent.hello.agent,
+            offer: placement::Offer {
+                hosts: match agent.hello.host.as_str() {
+                    "" => Vec::new(),
+                    host => vec![host.to_string()],
+                },
+                cpus: agent.hello.cpus,
+                memory_mib: (agent.hello.memory_mib > 0).then_some(agent.hello.memory_mib),
+                gpus: agent.hello.gpus.into(),
+            },
+        })
+        .collect();
+    let placement = placement::place(&wanted, &offers)
+        .map_err(|unplaceable| anyhow::anyhow!("{}", unplaceable.diagnostic(&program.file)))?;
+    let processes: Vec<Vec<u32>> = wanted.into_iter().map(|p| p.nodes).collect();
     for (a, agent) in agents.iter().enumerate() {
         let names: Vec<&str> = processes
             .iter()
@@ -200,7 +234,14 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             .flat_map(|(nodes, _)| nodes)
             .map(|&id| program.nodes[id as usize].name.as_str())
             .collect();
-        crate::errln!("hosts: {} runs {}", agent.describe(), names.join(", "));
+        if names.is_empty() {
+            continue;
+        }
+        let line = format!("{} runs {}", agent.describe(), names.join(", "));
+        match hosts.local_agents {
+            true => tracing::debug!("{line}"),
+            false => crate::errln!("hosts: {line}"),
+        }
     }
     let mut process_of = vec![0u32; program.nodes.len()];
     for (k, nodes) in processes.iter().enumerate() {
@@ -249,23 +290,39 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         secret,
     };
     let spawner = Arc::new(Agents::new(agents.clone(), placement, ca, files));
+    // The launch is over when the program is: the crew goes then.
     processes::launch(plan, options, runtime, specs, spawner, network, move || {
-        // The launch is over: the agents' streams end, and they exit
-        // (their side of the stream ends when they have seen it).
-        for agent in &agents {
+        drop(crew)
+    })
+}
+
+/// The agents of a launch, told the launch is over (and local ones
+/// reaped) when dropped: at its end, or when it is refused after they
+/// joined.
+struct Crew {
+    agents: Vec<Arc<Agent>>,
+    /// Agents started on this machine (`--local-agents`).
+    local: Vec<std::process::Child>,
+}
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        // Their streams end, and they exit (their side of the stream ends
+        // when they have seen it).
+        for agent in &self.agents {
             agent.finish();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while agents.iter().any(|a| !a.is_lost()) && std::time::Instant::now() < deadline {
+        while self.agents.iter().any(|a| !a.is_lost()) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        for mut agent in local_agents {
+        for agent in &mut self.local {
             if !matches!(agent.try_wait(), Ok(Some(_))) {
                 let _ = agent.kill();
             }
             let _ = agent.wait();
         }
-    })
+    }
 }
 
 /// The join token's file (and the private directory it may be in),

@@ -6,39 +6,19 @@
 //! they die with the launcher (PR_SET_PDEATHSIG and the control stream)
 //! and then remove the run directory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
 
+use super::placement;
 use super::processes::{self, Network};
 use super::start::{RunningProgram, timer_runtime};
 use super::worker::{Peers, WorkerSpec};
 use super::workers::local::{LocalProcesses, worker_exe};
 use super::{LaunchOptions, Plan, Ports, run_dir};
 use crate::courier::{Endpoint, Secret, Security};
-use crate::program::Program;
-
-/// The processes of a program: one per colocation name, else one per node;
-/// each the ids of its nodes.
-pub fn processes_of(program: &Program) -> Vec<Vec<u32>> {
-    let mut processes: Vec<Vec<u32>> = Vec::new();
-    let mut by_name: HashMap<&str, usize> = HashMap::new();
-    for node in &program.nodes {
-        match &node.colocate {
-            Some(name) => {
-                let k = *by_name.entry(name).or_insert_with(|| {
-                    processes.push(Vec::new());
-                    processes.len() - 1
-                });
-                processes[k].push(node.id);
-            }
-            None => processes.push(vec![node.id]),
-        }
-    }
-    processes
-}
 
 /// What every worker of `plan` loads: the program's `--set` overrides, the
 /// components already built (`component` of each entry, as `files` says),
@@ -74,7 +54,10 @@ pub fn launch(
     let program = &plan.program;
     let ports = Ports::allocate(program)?;
     let dir = run_dir::create()?;
-    let processes = processes_of(program);
+    let processes: Vec<Vec<u32>> = placement::processes(program)
+        .into_iter()
+        .map(|p| p.nodes)
+        .collect();
     let mut sockets = vec![Endpoint::Unix(PathBuf::new()); program.nodes.len()];
     for (k, nodes) in processes.iter().enumerate() {
         for &id in nodes {
