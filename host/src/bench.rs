@@ -35,6 +35,22 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "local_mt")]
     launch: LaunchType,
 
+    /// hosts: the address agents join at (with agents started `--stay` on other machines).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+
+    /// hosts: how many agents each run waits for.
+    #[arg(long, default_value_t = 2)]
+    agents: usize,
+
+    /// hosts: where each run writes its join token (agents given `--stay --token FILE` follow it).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// hosts: start the agents on this machine.
+    #[arg(long)]
+    local_agents: bool,
+
     /// Only these configurations (e.g. `sync:8`, `startup:1000`, `fanout:10`).
     #[arg(long = "only", value_name = "CONFIG")]
     only: Vec<String>,
@@ -135,6 +151,18 @@ fn parent(args: &BenchArgs) -> Result<()> {
                 cmd.arg("--quick");
             }
             cmd.args(["--launch", args.launch.name()]);
+            if args.launch == LaunchType::Hosts {
+                cmd.args(["--agents", &args.agents.to_string()]);
+                if let Some(listen) = args.listen {
+                    cmd.args(["--listen", &listen.to_string()]);
+                }
+                if let Some(file) = &args.token_file {
+                    cmd.arg("--token-file").arg(file);
+                }
+                if args.local_agents {
+                    cmd.arg("--local-agents");
+                }
+            }
             let out = cmd.output().context("cannot start a bench child")?;
             if !out.status.success() {
                 bail!(
@@ -274,7 +302,19 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
         LaunchType::LocalMt => launch::local_mt::launch(&plan, options)?,
         LaunchType::TestMt => bail!("bench measures local_mt and local_mp, not test_mt"),
         LaunchType::LocalMp => launch::local_mp::launch(&plan, options, None)?,
-        LaunchType::Hosts => bail!("bench --launch hosts is not measured yet"),
+        LaunchType::Hosts => {
+            let hosts = launch::hosts::HostsOptions {
+                listen: args
+                    .listen
+                    .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                agents: args.agents,
+                token_file: args.token_file.clone(),
+                local_agents: args.local_agents || args.listen.is_none(),
+                agent_exe: None,
+                join_timeout: Duration::from_secs(120),
+            };
+            launch::hosts::launch(&plan, options, &hosts)?
+        }
     }
     .wait();
     let ended = Instant::now();

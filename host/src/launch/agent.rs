@@ -42,6 +42,11 @@ pub struct AgentArgs {
     #[arg(long, default_value = "")]
     pub host: String,
 
+    /// After a launch, wait for the next token at --token FILE (a new
+    /// launch writes one there) and join that launch too; until killed.
+    #[arg(long, requires = "token")]
+    pub stay: bool,
+
     /// Say nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -53,7 +58,25 @@ pub struct AgentArgs {
 
 /// Run an agent; returns the process exit code.
 pub fn main(args: AgentArgs) -> i32 {
-    match run(args) {
+    if let (true, Some(file)) = (args.stay, &args.token) {
+        let mut last = String::new();
+        loop {
+            let token = next_token(file, &last);
+            last = token.clone();
+            if let Err(e) = JoinToken::parse(token.trim()).and_then(|token| run(&args, token)) {
+                crate::errln!("error: agent: {e:#}");
+            }
+        }
+    }
+    let token = match &args.token {
+        Some(file) => JoinToken::read_file(file),
+        None => JoinToken::from_env().and_then(|token| {
+            token.context(
+                "no join token: give --token FILE (the file the launcher wrote) or set LP_JOIN_TOKEN",
+            )
+        }),
+    };
+    match token.and_then(|token| run(&args, token)) {
         Ok(()) => 0,
         Err(e) => {
             crate::errln!("error: agent: {e:#}");
@@ -62,13 +85,30 @@ pub fn main(args: AgentArgs) -> i32 {
     }
 }
 
-fn run(args: AgentArgs) -> Result<()> {
-    let token = match &args.token {
-        Some(file) => JoinToken::read_file(file)?,
-        None => JoinToken::from_env()?.context(
-            "no join token: give --token FILE (the file the launcher wrote) or set LP_JOIN_TOKEN",
-        )?,
-    };
+/// The text of the token at `file` once it is there and not `last` (the
+/// token of the launch this agent served last), checked as
+/// [`JoinToken::read_file`] checks it.
+fn next_token(file: &Path, last: &str) -> String {
+    let mut said = String::new();
+    loop {
+        match JoinToken::read_file(file) {
+            Ok(token) if token.encode() != last.trim() => return token.encode(),
+            Ok(_) => {}
+            // Not there (between launches), or refused: say so once.
+            Err(e) if file.exists() => {
+                let text = format!("{e:#}");
+                if text != said {
+                    crate::errln!("error: agent: {text}");
+                    said = text;
+                }
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run(args: &AgentArgs, token: JoinToken) -> Result<()> {
     let token = match args.join {
         Some(addr) => JoinToken::new(vec![addr.to_string()], token.pin(), token.secret().clone())?,
         None => token,
@@ -100,8 +140,10 @@ fn run(args: AgentArgs) -> Result<()> {
 
     let dir = run_dir::create()?;
     // Started by a launcher on this machine (--local-agents): go with it.
-    // SAFETY: getppid(2) cannot fail.
-    run_dir::clean_up_after(unsafe { libc::getppid() } as u32, dir.path())?;
+    if !args.stay {
+        // SAFETY: getppid(2) cannot fail.
+        run_dir::clean_up_after(unsafe { libc::getppid() } as u32, dir.path())?;
+    }
     let store = dir.path().join("files");
     std::fs::create_dir(&store).context("cannot create the agent's file store")?;
     let exe = std::env::current_exe().context("cannot find the lp-host executable")?;
@@ -145,7 +187,7 @@ fn run(args: AgentArgs) -> Result<()> {
                     let start: RemoteStart =
                         serde_json::from_str(&json).context("a bad start from the launcher")?;
                     let (worker, generation) = (start.spec.worker, start.spec.generation);
-                    let exited = match start_worker(&spawner, &store, dir.path(), &args, start) {
+                    let exited = match start_worker(&spawner, &store, dir.path(), args, start) {
                         Ok(running) => {
                             lock(&workers).insert((worker, generation), running.clone());
                             let (up, workers) = (up.clone(), workers.clone());
