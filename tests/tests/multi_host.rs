@@ -314,3 +314,39 @@ fn a_cut_link_stops_the_program_and_leaves_nothing() {
         assert!(status.success());
     });
 }
+
+#[test]
+fn a_node_with_restarts_left_moves_to_a_live_agent_when_its_agent_is_killed() {
+    let Some(hosts) = Hosts::new(3) else { return };
+    let mut launch = Launch::start(
+        &hosts,
+        "examples/run_and_serve/program.toml",
+        2,
+        &["actor.args.polls=100000", "learner.restarts=1"],
+    );
+    let mut agents = vec![
+        agent(&hosts, 2, &launch.token()),
+        agent(&hosts, 3, &launch.token()),
+    ];
+    launch.wait_for(|| launch.read("err").contains("runs"), "placement");
+    let learner = host_of(&launch.read("err"), "learner");
+    let i = (2..=3)
+        .find(|&i| hosts.ip(i).to_string() == learner)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    agents[i - 2].kill().unwrap();
+    let (code, out, err) = launch.finish();
+    // The learner's worker moved to the live agent and started there; the
+    // actor's call in flight failed (typed), and it stopped the program.
+    assert!(
+        err.contains("worker 0 moves from agent")
+            && err.contains("restarting its process (1 of 1)"),
+        "{err}"
+    );
+    assert!(out.contains("get-version failed"), "{out}");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    for agent in agents {
+        let _ = agent_end(agent);
+    }
+    assert_nothing_left(&hosts, 3);
+}

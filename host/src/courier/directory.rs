@@ -55,6 +55,20 @@ impl Directory {
             .collect()
     }
 
+    /// Resolves once `process` is announced somewhere other than `endpoint`.
+    async fn moved_from(&self, process: usize, endpoint: &Endpoint) {
+        let mut entries = self.entries.subscribe();
+        let moved = entries.wait_for(|entries| {
+            entries
+                .get(process)
+                .is_some_and(|entry| entry.as_ref().is_some_and(|e| e != endpoint))
+        });
+        if moved.await.is_err() {
+            // The directory is gone: nothing will move.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Where `process` listens, once announced (or `Stopping`).
     async fn wait(&self, process: usize, router: &Router) -> Result<Endpoint, CallError> {
         let mut entries = self.entries.subscribe();
@@ -81,18 +95,18 @@ pub(super) struct Announced {
 
 impl Announced {
     /// The route to the endpoint announced last (waiting for the first).
-    async fn current(&self, router: &Router) -> Result<Arc<dyn Remote>, CallError> {
+    async fn current(&self, router: &Router) -> Result<(Endpoint, Arc<dyn Remote>), CallError> {
         let endpoint = match self.directory.get(self.process) {
             Some(endpoint) => endpoint,
             None => self.directory.wait(self.process, router).await?,
         };
         let mut remote = lock(&self.remote);
         match remote.as_ref() {
-            Some((known, route)) if *known == endpoint => Ok(route.clone()),
+            Some((known, route)) if *known == endpoint => Ok((endpoint, route.clone())),
             _ => {
                 let route = self.transport.connect(&endpoint);
-                *remote = Some((endpoint, route.clone()));
-                Ok(route)
+                *remote = Some((endpoint.clone(), route.clone()));
+                Ok((endpoint, route))
             }
         }
     }
@@ -107,8 +121,22 @@ impl Remote for Announced {
         args: Payload,
     ) -> BoxFuture<'a, Reply> {
         Box::pin(async move {
-            let remote = self.current(router).await?;
-            remote.call(router, target, func, args).await
+            let (endpoint, remote) = self.current(router).await?;
+            // A call to a process that is started again elsewhere meanwhile
+            // (its machine was lost) would wait for the old address for
+            // ever: it fails instead, as a call in flight to a restarted
+            // process does (it may or may not have run).
+            tokio::select! {
+                biased;
+                reply = remote.call(router, target, func, args) => reply,
+                () = self.directory.moved_from(self.process, &endpoint) => {
+                    Err(CallError::Unreachable(format!(
+                        "{}'s process was started again at another address while this call \
+                         was on its way (it may or may not have run)",
+                        router.name(target)
+                    )))
+                }
+            }
         })
     }
 }
