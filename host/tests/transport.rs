@@ -830,3 +830,25 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
             .supported_schemes()
     }
 }
+
+#[test]
+fn the_function_table_digest_tells_tables_apart() {
+    use wasmtime::component::types::Type;
+    let table = |result: Option<Type>| {
+        let mut table = FuncTable::default();
+        table.intern(
+            "svc",
+            "get",
+            Signature {
+                args: vec![],
+                result,
+                typed: None,
+            },
+        );
+        table.digest()
+    };
+    assert_eq!(table(Some(Type::U64)), table(Some(Type::U64)));
+    assert_ne!(table(Some(Type::U64)), table(Some(Type::U32)));
+    assert_ne!(table(Some(Type::U64)), table(None));
+    assert_ne!(table(None), FuncTable::default().digest());
+}
