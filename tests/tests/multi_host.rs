@@ -350,3 +350,33 @@ fn a_node_with_restarts_left_moves_to_a_live_agent_when_its_agent_is_killed() {
     }
     assert_nothing_left(&hosts, 3);
 }
+
+#[test]
+fn ctrl_c_at_the_launcher_stops_every_host() {
+    let Some(hosts) = Hosts::new(3) else { return };
+    let mut launch = Launch::start(
+        &hosts,
+        "examples/run_and_serve/program.toml",
+        2,
+        &["actor.args.polls=100000"],
+    );
+    let agents = [
+        agent(&hosts, 2, &launch.token()),
+        agent(&hosts, 3, &launch.token()),
+    ];
+    launch.wait_for(|| launch.read("err").contains("runs"), "placement");
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill(2) on the launcher, our child.
+    unsafe {
+        libc::kill(launch.launcher.id() as i32, libc::SIGINT);
+    }
+    let (code, out, err) = launch.finish();
+    // A graceful stop: the actor's wait_for_stop returns, every node ends.
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(!err.contains("error: node"), "{err}");
+    for agent in agents {
+        let (code, said) = agent_end(agent);
+        assert_eq!(code, Some(0), "{said}");
+    }
+    assert_nothing_left(&hosts, 3);
+}
