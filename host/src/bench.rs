@@ -35,6 +35,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "local_mt")]
     launch: LaunchType,
 
+    /// How calls travel between processes under local_mp (hosts always uses gRPC).
+    #[arg(long, value_enum, default_value = "socket")]
+    courier: crate::courier::TransportKind,
+
     /// hosts: the address agents join at (with agents started `--stay` on other machines).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
@@ -151,6 +155,11 @@ fn parent(args: &BenchArgs) -> Result<()> {
                 cmd.arg("--quick");
             }
             cmd.args(["--launch", args.launch.name()]);
+            cmd.arg("--courier")
+                .arg(clap::ValueEnum::to_possible_value(&args.courier).map_or_else(
+                    || "socket".to_string(),
+                    |v| v.get_name().to_string(),
+                ));
             if args.launch == LaunchType::Hosts {
                 cmd.args(["--agents", &args.agents.to_string()]);
                 if let Some(listen) = args.listen {
@@ -296,6 +305,7 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
     let options = LaunchOptions {
         output: output.clone(),
         termination_notice: Some(Duration::from_secs(10)),
+        transport: args.courier,
         ..LaunchOptions::default()
     };
     let outcome = match args.launch {
