@@ -155,11 +155,10 @@ fn parent(args: &BenchArgs) -> Result<()> {
                 cmd.arg("--quick");
             }
             cmd.args(["--launch", args.launch.name()]);
-            cmd.arg("--courier")
-                .arg(clap::ValueEnum::to_possible_value(&args.courier).map_or_else(
-                    || "socket".to_string(),
-                    |v| v.get_name().to_string(),
-                ));
+            cmd.arg("--courier").arg(
+                clap::ValueEnum::to_possible_value(&args.courier)
+                    .map_or_else(|| "socket".to_string(), |v| v.get_name().to_string()),
+            );
             if args.launch == LaunchType::Hosts {
                 cmd.args(["--agents", &args.agents.to_string()]);
                 if let Some(listen) = args.listen {

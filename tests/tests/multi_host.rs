@@ -380,3 +380,28 @@ fn ctrl_c_at_the_launcher_stops_every_host() {
     }
     assert_nothing_left(&hosts, 3);
 }
+
+#[test]
+fn a_node_reaches_another_hosts_node_by_its_address_handle() {
+    let Some(hosts) = Hosts::new(3) else { return };
+    let mut launch = Launch::start(&hosts, "tests/programs/ports.toml", 2, &[]);
+    let agents = [
+        agent(&hosts, 2, &launch.token()),
+        agent(&hosts, 3, &launch.token()),
+    ];
+    let (code, out, err) = launch.finish();
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    // The two nodes on two hosts; the client connected to the server's
+    // host at the port allocated there.
+    assert_ne!(host_of(&err, "web"), host_of(&err, "client"), "{err}");
+    assert!(out.contains("[web] serving on port http"), "{out}");
+    assert!(
+        out.contains("[client] reply: hello client from web"),
+        "{out}"
+    );
+    for agent in agents {
+        let (code, said) = agent_end(agent);
+        assert_eq!(code, Some(0), "{said}");
+    }
+    assert_nothing_left(&hosts, 3);
+}

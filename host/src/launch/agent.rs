@@ -20,7 +20,7 @@ use tokio_stream::StreamExt;
 use super::workers::agents::RemoteStart;
 use super::workers::local::LocalProcesses;
 use super::workers::{RunningWorker, Spawner};
-use super::{lock, run_dir};
+use super::{PortAsk, allocate_here, lock, run_dir};
 use crate::courier::{Endpoint, Security};
 use crate::proto::agents_client::AgentsClient;
 use crate::proto::{AgentEvent, AgentHello, WorkerExited, agent_command, agent_event};
@@ -203,6 +203,14 @@ fn run(args: &AgentArgs, token: JoinToken) -> Result<()> {
                         }
                     };
                     let _ = up.send(exited);
+                }
+                Some(agent_command::Kind::Ports(asks)) => {
+                    let asks: Vec<PortAsk> = serde_json::from_str(&asks)
+                        .context("a bad ports request from the launcher")?;
+                    let answer = serde_json::to_string(&allocate_here(address, &asks))?;
+                    let _ = up.send(AgentEvent {
+                        kind: Some(agent_event::Kind::Ports(answer)),
+                    });
                 }
                 Some(agent_command::Kind::Kill(kill)) => {
                     if let Some(running) = lock(&workers).get(&(kill.worker, kill.generation)) {

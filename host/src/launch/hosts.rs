@@ -26,7 +26,7 @@ use super::start::{RunningProgram, timer_runtime};
 use super::worker::{Peers, WorkerSpec};
 use super::workers::agents::{Agent, Agents, Files};
 use super::workers::local::{dies_with_parent, worker_exe};
-use super::{LaunchOptions, Plan, Ports, run_dir};
+use super::{LaunchOptions, Plan, PortAsk, Ports, run_dir};
 use crate::courier::{Endpoint, Secret, Security, TransportKind};
 use crate::proto::agents_server::{Agents as AgentsService, AgentsServer};
 use crate::proto::{AgentCommand, AgentEvent, agent_event};
@@ -59,13 +59,6 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             "--listen {} names no one address: give the address agents reach this machine at, \
              e.g. --listen 10.0.0.1:7070 (it goes into the join token and the launcher's certificate)",
             hosts.listen
-        );
-    }
-    if let Some(node) = plan.program.nodes.iter().find(|n| !n.ports.is_empty()) {
-        bail!(
-            "node {} asks for ports, which --launch hosts does not allocate yet (they must be \
-             chosen on the node's machine)\n  help: run it under local_mt or local_mp",
-            node.name
         );
     }
     if hosts.agents == 0 {
@@ -249,6 +242,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             process_of[id as usize] = k as u32;
         }
     }
+    let ports = runtime.block_on(allocate_ports(program, &processes, &placement, &agents))?;
     let files = files_of(plan)?;
     let (overrides, run_disabled) = worker_overrides(plan, |_| Ok(String::new()))?;
     // The agent names each component's file; only the user's overrides go.
@@ -279,7 +273,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             secret: secret.clone(),
             launcher: 0,
             credentials: None,
-            ports: Ports::default(),
+            ports: ports.clone(),
         })
         .collect();
     let network = Network {
@@ -323,6 +317,74 @@ impl Drop for Crew {
             let _ = agent.wait();
         }
     }
+}
+
+/// Every node's ports, each allocated by the agent its process runs on
+/// (on that machine, at its address); a port a machine refuses refuses
+/// the launch at the port's line.
+async fn allocate_ports(
+    program: &crate::program::Program,
+    processes: &[Vec<u32>],
+    placement: &[usize],
+    agents: &[Arc<Agent>],
+) -> Result<Ports> {
+    let mut allocated = Vec::new();
+    for (a, agent) in agents.iter().enumerate() {
+        let asks: Vec<PortAsk> = processes
+            .iter()
+            .zip(placement)
+            .filter(|&(_, &p)| p == a)
+            .flat_map(|(nodes, _)| nodes)
+            .flat_map(|&id| {
+                program.nodes[id as usize]
+                    .ports
+                    .iter()
+                    .map(move |request| PortAsk {
+                        node: id,
+                        name: request.name.clone(),
+                        port: request.fixed.unwrap_or(0),
+                    })
+            })
+            .collect();
+        if asks.is_empty() {
+            continue;
+        }
+        match agent.allocate(&asks).await? {
+            Ok(addresses) => allocated.extend(
+                asks.into_iter()
+                    .zip(addresses)
+                    .map(|(ask, addr)| (ask.node, ask.name, addr)),
+            ),
+            Err(refused) => {
+                let Some(ask) = asks.get(refused.ask) else {
+                    bail!("{} refused a port it was not asked for", agent.describe());
+                };
+                let node = &program.nodes[ask.node as usize];
+                let place = node
+                    .ports
+                    .iter()
+                    .find(|r| r.name == ask.name)
+                    .map(|r| r.place.clone());
+                let message = format!(
+                    "port {} of node {} cannot be had on {}: {}",
+                    ask.name,
+                    node.name,
+                    agent.describe(),
+                    refused.error
+                );
+                match place {
+                    Some(place) => bail!(
+                        "{}",
+                        crate::program::Diagnostic::at(&program.file, &place, message).help(
+                            "stop what uses the port on that machine, or give it another number (--set <node>.ports.<name>=N; 0 for any free port)"
+                        )
+                    ),
+                    None => bail!("{message}"),
+                }
+            }
+        }
+    }
+    Ok(Ports::from_allocated(program, allocated))
 }
 
 /// The join token's file (and the private directory it may be in),
@@ -402,6 +464,9 @@ impl AgentsService for AgentDesk {
                     Some(Ok(AgentEvent {
                         kind: Some(agent_event::Kind::Exited(exited)),
                     })) => agent.exited(exited),
+                    Some(Ok(AgentEvent {
+                        kind: Some(agent_event::Kind::Ports(answer)),
+                    })) => agent.allocated(answer),
                     Some(Ok(_)) => {}
                     Some(Err(status)) => {
                         break format!("its connection broke: {}", status.message());

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use plan::{LoadError, LoadOptions, Plan, plan};
-pub use ports::{Ports, machine_address};
+pub use ports::{PortAsk, PortRefused, Ports, allocate_here, machine_address};
 pub use start::RunningProgram;
 
 use crate::courier::TransportKind;

@@ -20,9 +20,10 @@ use crate::program::{
 };
 
 /// The address the machine of `node` is reached at, by its peers and by the
-/// node itself when it binds its ports. Every launch type today runs the
-/// whole program on this machine, reached at 127.0.0.1; a launch across
-/// machines gives each node its machine's address here.
+/// node itself when it binds its ports, when the whole program runs on this
+/// machine (local_mt, local_mp, test_mt): 127.0.0.1. Across machines each
+/// agent allocates its nodes' ports at its own address ([`allocate_here`],
+/// [`Ports::from_allocated`]).
 pub fn machine_address(_node: &NodeSpec) -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
@@ -55,6 +56,22 @@ impl Ports {
         // Released here, once no two ports of the launch can be the same.
         drop(held);
         Ok(Ports { by_node })
+    }
+
+    /// The ports of `program`'s nodes as allocated elsewhere (by the agents
+    /// of a launch across machines, each on its own machine): node id,
+    /// port name, address.
+    pub fn from_allocated(
+        program: &Program,
+        allocated: impl IntoIterator<Item = (u32, String, SocketAddr)>,
+    ) -> Ports {
+        let mut by_node = vec![Vec::new(); program.nodes.len()];
+        for (node, name, addr) in allocated {
+            if let Some(ports) = by_node.get_mut(node as usize) {
+                ports.push((name, addr));
+            }
+        }
+        Ports { by_node }
     }
 
     /// The address allocated to port `port` of node `node`.
@@ -277,4 +294,45 @@ mod tests {
             "{error}"
         );
     }
+}
+
+/// A port to allocate on another machine: node id, port name, and its
+/// fixed number (0: any free one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortAsk {
+    pub node: u32,
+    pub name: String,
+    pub port: u16,
+}
+
+/// Why a port asked for on another machine could not be had: which ask
+/// (its index) and the system's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRefused {
+    pub ask: usize,
+    pub error: String,
+}
+
+/// Allocate `asks` on this machine at `ip` (what an agent does for the
+/// nodes placed on it): each bound (a fixed number, else one the system
+/// picks), all held until every one is chosen, then released.
+pub fn allocate_here(ip: IpAddr, asks: &[PortAsk]) -> Result<Vec<SocketAddr>, PortRefused> {
+    let mut held = Vec::with_capacity(asks.len());
+    for (k, ask) in asks.iter().enumerate() {
+        let listener =
+            TcpListener::bind(SocketAddr::new(ip, ask.port)).map_err(|e| PortRefused {
+                ask: k,
+                error: e.to_string(),
+            })?;
+        held.push(listener);
+    }
+    held.iter()
+        .enumerate()
+        .map(|(k, listener)| {
+            listener.local_addr().map_err(|e| PortRefused {
+                ask: k,
+                error: e.to_string(),
+            })
+        })
+        .collect()
 }

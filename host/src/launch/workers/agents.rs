@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use tonic::Status;
 
 use super::{Exit, RunningWorker, Spawner};
-use crate::launch::lock;
+use std::net::SocketAddr;
+
 use crate::launch::worker::{SpecCredentials, WorkerSpec};
+use crate::launch::{PortAsk, PortRefused, lock};
 use crate::proto::{AgentCommand, AgentHello, Blob, KillWorker, WorkerExited, agent_command};
 use crate::trust::{LaunchCa, Role};
 
@@ -46,6 +48,8 @@ pub struct Agent {
     running: Mutex<HashMap<(u32, u32), Arc<RemoteWorker>>>,
     /// Why it was lost, once it was.
     lost: Mutex<Option<String>>,
+    /// Who waits for its answer to a `ports` request.
+    ports: Mutex<Option<tokio::sync::oneshot::Sender<String>>>,
 }
 
 impl Agent {
@@ -56,7 +60,29 @@ impl Agent {
             sent: Mutex::default(),
             running: Mutex::default(),
             lost: Mutex::default(),
+            ports: Mutex::default(),
         })
+    }
+
+    /// Allocate `asks` on the agent's machine (see
+    /// [`crate::launch::allocate_here`]): the addresses, or which ask the
+    /// machine refused; an error if the agent did not answer.
+    pub async fn allocate(&self, asks: &[PortAsk]) -> Result<Result<Vec<SocketAddr>, PortRefused>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *lock(&self.ports) = Some(tx);
+        self.send(agent_command::Kind::Ports(serde_json::to_string(asks)?))?;
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+            .await
+            .map_err(|_| anyhow::anyhow!("{} did not allocate ports within 10 s", self.describe()))?
+            .map_err(|_| anyhow::anyhow!("{} was lost", self.describe()))?;
+        Ok(serde_json::from_str(&answer)?)
+    }
+
+    /// The agent answered a `ports` request.
+    pub fn allocated(&self, answer: String) {
+        if let Some(waiting) = lock(&self.ports).take() {
+            let _ = waiting.send(answer);
+        }
     }
 
     /// `agent 1 (10.0.0.2)`.
