@@ -19,7 +19,7 @@ use sha2::Digest as _;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::local_mp::worker_overrides;
+use super::local_mp::run_disabled;
 use super::placement;
 use super::processes::{self, Network};
 use super::start::{RunningProgram, timer_runtime};
@@ -244,12 +244,9 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
     }
     let ports = runtime.block_on(allocate_ports(program, &processes, &placement, &agents))?;
     let files = files_of(plan)?;
-    let (overrides, run_disabled) = worker_overrides(plan, |_| Ok(String::new()))?;
-    // The agent names each component's file; only the user's overrides go.
-    let overrides: Vec<String> = overrides
-        .into_iter()
-        .take(program.overrides.len())
-        .collect();
+    // The agent names each component's file: only the user's overrides go.
+    let overrides = program.overrides.clone();
+    let run_disabled = run_disabled(plan);
     let secret = Secret::generate()?;
     let specs = processes
         .iter()

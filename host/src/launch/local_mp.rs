@@ -20,29 +20,32 @@ use super::workers::local::{LocalProcesses, worker_exe};
 use super::{LaunchOptions, Plan, Ports, run_dir};
 use crate::courier::{Endpoint, Secret, Security};
 
-/// What every worker of `plan` loads: the program's `--set` overrides, the
-/// components already built (`component` of each entry, as `files` says),
-/// and the nodes whose runs are disabled.
-pub fn worker_overrides(
+/// The `--set` overrides that make a worker load each entry's component
+/// as built already: `<entry>.component=FILE`, FILE as `file_of` names
+/// the component's index.
+pub fn component_overrides(
     plan: &Plan,
-    component_file: impl Fn(usize) -> Result<String>,
-) -> Result<(Vec<String>, Vec<String>)> {
-    let program = &plan.program;
-    let mut overrides = program.overrides.clone();
+    file_of: impl Fn(usize) -> Result<String>,
+) -> Result<Vec<String>> {
     let mut seen = HashSet::new();
-    for node in &program.nodes {
+    let mut overrides = Vec::new();
+    for node in &plan.program.nodes {
         if seen.insert(&node.entry) {
-            let file = component_file(node.component)?;
+            let file = file_of(node.component)?;
             overrides.push(format!("{}.component={:?}", node.entry, file));
         }
     }
-    let run_disabled = program
+    Ok(overrides)
+}
+
+/// The nodes whose `run` is disabled (a test disabled it), by name.
+pub fn run_disabled(plan: &Plan) -> Vec<String> {
+    plan.program
         .nodes
         .iter()
         .filter(|n| !n.run_enabled)
         .map(|n| n.name.clone())
-        .collect();
-    Ok((overrides, run_disabled))
+        .collect()
 }
 
 /// Start every node of `plan` in worker processes on this machine.
@@ -65,12 +68,14 @@ pub fn launch(
         }
     }
     // Workers load the same program, with the components already built.
-    let (overrides, run_disabled) = worker_overrides(plan, |component| {
+    let mut overrides = program.overrides.clone();
+    overrides.extend(component_overrides(plan, |component| {
         Ok(plan.files[component]
             .canonicalize()?
             .to_string_lossy()
             .into_owned())
-    })?;
+    })?);
+    let run_disabled = run_disabled(plan);
     let control = Endpoint::Unix(dir.path().join("control.sock"));
     // Only the members of this launch may call its endpoints.
     let secret = Secret::generate()?;
