@@ -90,7 +90,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 300.0)]
     join_timeout_secs: f64,
 
-    /// How calls travel between processes under local_mp.
+    /// How calls travel between processes under local_mp and hosts (hosts: inside mutual TLS).
     #[arg(long, value_enum, default_value = "socket")]
     courier: TransportKind,
 

@@ -8,6 +8,7 @@
 //! and only members of the launch are served.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lp_host::courier::{
@@ -668,15 +669,26 @@ fn a_failing_local_mp_run_warns_of_no_bad_secret() {
     }
 }
 
-/// A gRPC server over TCP with mutual TLS (a certificate of `ca` for
-/// 127.0.0.1), and a client router that connects as `client` says.
-async fn tls_pair(ca: &LaunchCa, client: Security) -> Pair {
+/// A server of `transport` over TCP with mutual TLS (a certificate of `ca`
+/// for 127.0.0.1), and a client router that connects as `client` says.
+async fn tls_pair(transport: TransportKind, ca: &LaunchCa, client: Security) -> Pair {
+    tls_pair_via(transport, ca, client, |endpoint| async { endpoint }).await
+}
+
+/// The same, the client reaching the server at the endpoint `via` makes of
+/// the server's (a relay, say).
+async fn tls_pair_via<F: Future<Output = Endpoint>>(
+    transport: TransportKind,
+    ca: &LaunchCa,
+    client: Security,
+    via: impl FnOnce(Endpoint) -> F,
+) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let (funcs, _) = funcs();
     let secret = Secret::generate().unwrap();
     let server_tls = MutualTls::new(&ca.issue(Role::Worker(0), &["127.0.0.1".into()]).unwrap());
     let wire = Wire {
-        transport: TransportKind::Grpc,
+        transport,
         spin: Duration::from_micros(20),
         secret,
         security: Security::mutual_tls(server_tls.unwrap()),
@@ -698,9 +710,10 @@ async fn tls_pair(ca: &LaunchCa, client: Security) -> Pair {
         Arc::new(server),
         Box::pin(std::future::pending()),
     ));
+    let reached = via(endpoint.clone()).await;
     let (client, _) = Router::new(
         vec!["node".into()],
-        &[Placement::Remote(endpoint.clone())],
+        &[Placement::Remote(reached)],
         Wire {
             security: client,
             ..wire
@@ -719,6 +732,12 @@ async fn tls_pair(ca: &LaunchCa, client: Security) -> Pair {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn mutual_tls_serves_members_of_the_launch_only() {
+    for transport in [TransportKind::Socket, TransportKind::Grpc] {
+        members_only_over_tls(transport).await;
+    }
+}
+
+async fn members_only_over_tls(transport: TransportKind) {
     let (_, key) = funcs();
     let ca = LaunchCa::generate().unwrap();
     let member = |ca: &LaunchCa| {
@@ -731,7 +750,7 @@ async fn mutual_tls_serves_members_of_the_launch_only() {
         mut mailbox,
         endpoint,
         _dir,
-    } = tls_pair(&ca, member(&ca)).await;
+    } = tls_pair(transport, &ca, member(&ca)).await;
     an_honest_call_is_served(&client, &mut mailbox, "a member over mutual TLS").await;
 
     // Another launch's certificate, and no TLS at all: the call fails
@@ -746,16 +765,19 @@ async fn mutual_tls_serves_members_of_the_launch_only() {
             mailbox: mut stranger_box,
             _dir,
             ..
-        } = tls_pair(&ca, security).await;
+        } = tls_pair(transport, &ca, security).await;
         let outcome = client
             .call_with_deadline(0, key, Payload::Vals(vec![]), Some(Duration::from_secs(5)))
             .await;
         assert!(
             matches!(outcome, Err(CallError::Unreachable(_))),
-            "{what}: {:?}",
+            "{transport:?}, {what}: {:?}",
             outcome.err()
         );
-        assert!(stranger_box.try_recv().is_err(), "{what} reached the node");
+        assert!(
+            stranger_box.try_recv().is_err(),
+            "{transport:?}: {what} reached the node"
+        );
     }
 
     // A client without a certificate (TLS, but trusting anything): the
@@ -785,9 +807,79 @@ async fn mutual_tls_serves_members_of_the_launch_only() {
             )
         }
     };
-    assert!(refused, "a client without a certificate was served");
+    assert!(
+        refused,
+        "{transport:?}: a client without a certificate was served"
+    );
     assert!(mailbox.try_recv().is_err());
     an_honest_call_is_served(&client, &mut mailbox, "after the strangers").await;
+}
+
+/// A TCP relay to `to` on loopback; once `frozen` it forwards nothing
+/// either way, its connections left open: a cut link between machines.
+async fn relay(to: Endpoint, frozen: Arc<AtomicBool>) -> Endpoint {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Endpoint::Tcp(to) = to else {
+        unreachable!("relays are for TCP")
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                continue;
+            };
+            let (a, b) = (inbound.into_split(), outbound.into_split());
+            for (mut from, mut into) in [(a.0, b.1), (b.0, a.1)] {
+                let frozen = frozen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = from.read(&mut buf).await {
+                        if !frozen.load(Ordering::SeqCst)
+                            && into.write_all(&buf[..n]).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    Endpoint::Tcp(at)
+}
+
+/// Across machines a call in flight over a link that goes silent fails as
+/// unreachable once the pings go unanswered, well before its deadline,
+/// over either transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_a_link_that_goes_silent_fails_before_its_deadline() {
+    let (_, key) = funcs();
+    let ca = LaunchCa::generate().unwrap();
+    for transport in [TransportKind::Socket, TransportKind::Grpc] {
+        let frozen = Arc::new(AtomicBool::new(false));
+        let credentials = ca.issue(Role::Worker(1), &["127.0.0.1".into()]).unwrap();
+        let member = Security::mutual_tls(MutualTls::new(&credentials).unwrap());
+        let Pair {
+            client,
+            mut mailbox,
+            _dir,
+            ..
+        } = tls_pair_via(transport, &ca, member, |to| relay(to, frozen.clone())).await;
+        an_honest_call_is_served(&client, &mut mailbox, "before the cut").await;
+        let deadline = Duration::from_secs(60);
+        let call = client.call_with_deadline(0, key, Payload::Vals(vec![]), Some(deadline));
+        let (outcome, _request) = tokio::join!(call, async {
+            // The call reached the node: now cut the link, and never answer.
+            let request = mailbox.recv().await.unwrap();
+            frozen.store(true, Ordering::SeqCst);
+            request
+        });
+        assert!(
+            matches!(outcome, Err(CallError::Unreachable(_))),
+            "{transport:?}: {:?}",
+            outcome.err()
+        );
+    }
 }
 
 /// Accepts any server certificate (a stranger that checks nothing).

@@ -37,15 +37,22 @@ struct Launch {
 impl Launch {
     /// Start `lp-host run --launch hosts` in host 1 for `agents` agents.
     fn start(hosts: &Hosts, program: &str, agents: usize, set: &[&str]) -> Launch {
-        Launch::start_in(hosts, 1, program, agents, set)
+        Launch::start_in(hosts, 1, program, agents, set, "socket")
     }
 
-    /// The same, the launcher in host `host`.
-    fn start_in(hosts: &Hosts, host: usize, program: &str, agents: usize, set: &[&str]) -> Launch {
+    /// The same, the launcher in host `host`, calls going by `courier`.
+    fn start_in(
+        hosts: &Hosts,
+        host: usize,
+        program: &str,
+        agents: usize,
+        set: &[&str],
+        courier: &str,
+    ) -> Launch {
         let dir = tempfile::tempdir().unwrap();
         let mut command = hosts.command(host, lp_host());
         command
-            .args(["run", "--launch", "hosts", "--agents"])
+            .args(["run", "--launch", "hosts", "--courier", courier, "--agents"])
             .arg(agents.to_string())
             .arg("--listen")
             .arg(format!("{}:7070", hosts.ip(host)))
@@ -186,14 +193,24 @@ fn host_of(err: &str, node: &str) -> String {
         .unwrap_or_else(|| panic!("{node} was not placed:\n{err}"))
 }
 
+/// Calls between machines go framed inside mutual TLS (the default), or
+/// over gRPC (`--courier grpc`): both carry the program.
 #[test]
 fn consumer_producers_run_with_producers_on_two_other_hosts() {
+    for courier in ["socket", "grpc"] {
+        consumer_producers_over(courier);
+    }
+}
+
+fn consumer_producers_over(courier: &str) {
     let Some(hosts) = Hosts::new(3) else { return };
-    let mut launch = Launch::start(
+    let mut launch = Launch::start_in(
         &hosts,
+        1,
         "examples/consumer_producers/program.toml",
         2,
         &["producer.replicas=4", "consumer.resources.host=\"big\""],
+        courier,
     );
     let agents = [
         agent(&hosts, 2, &launch.token()),
@@ -227,7 +244,14 @@ fn an_agent_with_another_launchs_token_is_refused_and_the_launch_goes_on() {
     // The same address, another launch's pin and secret.
     let other = tempfile::tempdir().unwrap();
     let stranger = {
-        let fake = Launch::start_in(&hosts, 2, "examples/hello_world/program.toml", 1, &[]);
+        let fake = Launch::start_in(
+            &hosts,
+            2,
+            "examples/hello_world/program.toml",
+            1,
+            &[],
+            "socket",
+        );
         let text = std::fs::read_to_string(fake.token()).unwrap();
         let file = other.path().join("token");
         std::fs::write(&file, text).unwrap();
@@ -290,7 +314,7 @@ fn losing_the_learners_host(cut: impl FnOnce(&Hosts, usize, &mut Child)) {
     assert_eq!(code, Some(1), "{out}\n{err}");
     assert!(err.contains("learner"), "{err}");
     assert!(err.contains("lost with agent"), "{err}");
-    assert!(out.contains("get-version failed"), "{out}");
+    assert!(out.contains("get-version failed"), "{out}\n{err}");
     for agent in agents {
         let _ = agent_end(agent);
     }

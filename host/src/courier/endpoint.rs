@@ -174,11 +174,16 @@ impl Endpoint {
 
     /// Connect once the process listens (wait-for-ready), backing off from
     /// 0.5 ms to 50 ms between tries; the caller's deadline bounds the
-    /// wait, and a stopping program ends it.
+    /// wait, and a stopping program ends it, even in the middle of a try
+    /// (a machine that is gone leaves a TCP connect unanswered for minutes).
     pub async fn dial_when_ready(&self, stop: &StopSignal) -> Result<Connection, CallError> {
         let mut backoff = Duration::from_micros(500);
         loop {
-            match self.dial().await {
+            let dialed = tokio::select! {
+                dialed = self.dial() => dialed,
+                () = stop.wait() => return Err(CallError::Stopping),
+            };
+            match dialed {
                 Ok(connection) => return Ok(connection),
                 Err(_) if stop.is_stopping() => return Err(CallError::Stopping),
                 Err(_) => {

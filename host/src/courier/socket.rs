@@ -1,5 +1,8 @@
 //! The framed transport: length-prefixed frames on a socket (Unix or TCP,
-//! they differ only in how the connection is made), tuned for latency. Each connection has one writer task
+//! they differ only in how the connection is made), tuned for latency;
+//! between machines the frames travel inside mutual TLS ([`Security`]),
+//! and the caller pings so that a peer that is gone (a dead machine, a cut
+//! link) is noticed. Each connection has one writer task
 //! (frames from every caller are queued to it, and written back to back) and
 //! one reader task; readers spin on the socket for a short while after each
 //! frame before parking in epoll, because on this kind of machine waking a
@@ -12,7 +15,11 @@
 //! - RESULTS: the results; ERROR: `kind: u8`, a UTF-8 message;
 //! - CANCEL: nothing (the caller dropped the call);
 //! - HELLO: the launch's secret (the first frame of every connection; a
-//!   connection that opens with anything else is closed unanswered).
+//!   connection that opens with anything else, or with nothing for
+//!   [`HELLO_WITHIN`], is closed unanswered);
+//! - PING (caller → callee) and PONG (the answer): only across machines,
+//!   every [`KEEPALIVE`]; a connection either end has heard nothing on for
+//!   twice that is lost (its calls fail as `unreachable`).
 //!
 //! Dropping a call's future sends CANCEL: the callee drops the call if its
 //! node has not started it yet, and otherwise discards the reply.
@@ -21,17 +28,20 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, WriteHalf};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::endpoint::{Connection as Connected, Endpoint, Listener};
+use super::link::{Link, Security};
 use super::spin_socket::SpinSocket;
 use super::transport::{self, Transport};
 use super::{CallError, FuncKey, Payload, Reply, Router, Secret};
 use crate::lock;
+use crate::proto::KEEPALIVE;
 
 /// The largest frame accepted (calls of at least 64 MiB are promised).
 pub const MAX_FRAME: usize = 1 << 30;
@@ -41,6 +51,12 @@ const RESULTS: u8 = 1;
 const ERROR: u8 = 2;
 const CANCEL: u8 = 3;
 const HELLO: u8 = 4;
+const PING: u8 = 5;
+const PONG: u8 = 6;
+
+/// How long an accepted connection has to finish its TLS handshake (across
+/// machines) and present the launch's secret.
+pub const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
 /// Bytes before a frame's body: length, kind, id.
 const HEADER: usize = 4 + 1 + 8;
@@ -91,9 +107,140 @@ struct Frame {
 /// A connected socket, shared by its reader and writer tasks.
 type Socket = Arc<SpinSocket>;
 
+/// The reading direction of a connection: the socket itself between the
+/// processes of one machine, the TLS stream's between machines.
+enum ReadSide {
+    Plain(Socket),
+    Tls(ReadHalf<Link>),
+}
+
+/// The writing direction of a connection (see [`ReadSide`]).
+enum WriteSide {
+    Plain(Socket),
+    Tls(WriteHalf<Link>),
+}
+
+/// Both directions of a new connection, secured as `security` says: a
+/// client (`dialed` names the endpoint) or the accepting end.
+async fn open(
+    connected: Connected,
+    dialed: Option<&Endpoint>,
+    security: &Security,
+    spin: Duration,
+) -> io::Result<(ReadSide, WriteSide)> {
+    if !security.is_tls() {
+        let socket = SpinSocket::new(connected, spin)?;
+        return Ok((ReadSide::Plain(socket.clone()), WriteSide::Plain(socket)));
+    }
+    let link = match dialed {
+        Some(endpoint) => security.client(connected, endpoint, spin).await?,
+        None => security.server(connected, spin).await?,
+    };
+    let (read, write) = tokio::io::split(link);
+    Ok((ReadSide::Tls(read), WriteSide::Tls(write)))
+}
+
+impl ReadSide {
+    /// What is there, into `buf` (0 at the end of the stream).
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ReadSide::Plain(socket) => socket.read(buf).await,
+            ReadSide::Tls(stream) => stream.read(buf).await,
+        }
+    }
+
+    /// Like [`Self::read`], into `buf`'s spare room, `buf` never longer
+    /// than `limit` (its capacity at least that).
+    async fn read_spare(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+        match self {
+            ReadSide::Plain(socket) => socket.read_spare(buf, limit).await,
+            ReadSide::Tls(stream) => {
+                let want = (limit - buf.len()) as u64;
+                stream.take(want).read_buf(buf).await
+            }
+        }
+    }
+}
+
+impl WriteSide {
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            WriteSide::Plain(socket) => socket.write_all(data).await,
+            WriteSide::Tls(stream) => stream.write_all(data).await,
+        }
+    }
+
+    /// Send what is buffered (TLS keeps a record until flushed).
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WriteSide::Plain(_) => Ok(()),
+            WriteSide::Tls(stream) => stream.flush().await,
+        }
+    }
+
+    /// Close the writing direction.
+    async fn close(&mut self) {
+        match self {
+            WriteSide::Plain(socket) => socket.shutdown(std::net::Shutdown::Write),
+            WriteSide::Tls(stream) => {
+                let _ = stream.shutdown().await;
+            }
+        }
+    }
+}
+
+/// When a connection across machines last heard from its peer; it is
+/// lost once that is more than twice [`KEEPALIVE`] ago.
+struct Heard {
+    since: Instant,
+    /// Milliseconds after `since`.
+    last: AtomicU64,
+    lost: Notify,
+}
+
+impl Heard {
+    fn new() -> Arc<Heard> {
+        Arc::new(Heard {
+            since: Instant::now(),
+            last: AtomicU64::new(0),
+            lost: Notify::new(),
+        })
+    }
+
+    fn now(&self) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn silent_too_long(&self) -> bool {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last) > 2 * KEEPALIVE
+    }
+
+    /// Every [`KEEPALIVE`] while `alive` says so: `tick`, and when nothing
+    /// was heard for too long, say the connection is lost and end.
+    async fn watch(self: Arc<Self>, mut tick: impl FnMut() -> bool) {
+        let mut ticks = tokio::time::interval(KEEPALIVE);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if !tick() {
+                return;
+            }
+            if self.silent_too_long() {
+                self.lost.notify_one();
+                return;
+            }
+        }
+    }
+}
+
 /// Reads frames, spinning for `spin` after each before parking.
 struct FrameReader {
-    socket: Socket,
+    side: ReadSide,
+    /// Across machines: noted at every read.
+    heard: Option<Arc<Heard>>,
     buf: Box<[u8]>,
     /// The unread bytes are `buf[start..end]`.
     start: usize,
@@ -101,9 +248,10 @@ struct FrameReader {
 }
 
 impl FrameReader {
-    fn new(socket: Socket) -> FrameReader {
+    fn new(side: ReadSide, heard: Option<Arc<Heard>>) -> FrameReader {
         FrameReader {
-            socket,
+            side,
+            heard,
             buf: vec![0; 64 * 1024].into_boxed_slice(),
             start: 0,
             end: 0,
@@ -135,9 +283,10 @@ impl FrameReader {
                     body.extend_from_slice(&unread[HEADER..]);
                     (self.start, self.end) = (0, 0);
                     while body.len() < body_len {
-                        if self.socket.read_spare(&mut body, body_len).await? == 0 {
+                        if self.side.read_spare(&mut body, body_len).await? == 0 {
                             return Err(io::ErrorKind::UnexpectedEof.into());
                         }
+                        self.heard_now();
                     }
                     return Ok(Some(Frame { kind, id, body }));
                 }
@@ -148,30 +297,41 @@ impl FrameReader {
                 self.end -= self.start;
                 self.start = 0;
             }
-            match self.socket.read(&mut self.buf[self.end..]).await? {
+            match self.side.read(&mut self.buf[self.end..]).await? {
                 0 if self.end == 0 => return Ok(None),
                 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
                 n => self.end += n,
             }
+            self.heard_now();
+        }
+    }
+
+    fn heard_now(&self) {
+        if let Some(heard) = &self.heard {
+            heard.now();
         }
     }
 }
 
-/// Write every frame queued on `frames`, then close the socket for writing.
-async fn write_frames(socket: Socket, mut frames: mpsc::UnboundedReceiver<OutFrame>) {
+/// Write every frame queued on `frames` (flushed whenever the queue is
+/// empty), then close the connection for writing.
+async fn write_frames(mut side: WriteSide, mut frames: mpsc::UnboundedReceiver<OutFrame>) {
     while let Some(frame) = frames.recv().await {
-        let written = match socket.write_all(&frame.head).await {
-            Ok(()) => match &frame.tail {
-                Some(tail) => socket.write_all(tail).await,
-                None => Ok(()),
-            },
-            Err(e) => Err(e),
+        let written = async {
+            side.write_all(&frame.head).await?;
+            if let Some(tail) = &frame.tail {
+                side.write_all(tail).await?;
+            }
+            if frames.is_empty() {
+                side.flush().await?;
+            }
+            io::Result::Ok(())
         };
-        if written.is_err() {
+        if written.await.is_err() {
             break;
         }
     }
-    socket.shutdown(std::net::Shutdown::Write);
+    side.close().await;
 }
 
 fn error_frame(id: u64, error: &CallError) -> FrameBuf {
@@ -201,22 +361,57 @@ struct Connection {
 }
 
 impl Connection {
-    fn start(connected: Connected, spin: Duration, secret: &Secret) -> io::Result<Connection> {
-        let socket = SpinSocket::new(connected, spin)?;
+    /// Open a connection dialed to `endpoint`: secure it, present the
+    /// launch's secret, start its writer and reader (and, across machines,
+    /// its pings).
+    async fn start(
+        connected: Connected,
+        endpoint: &Endpoint,
+        remote: &Remote,
+    ) -> io::Result<Connection> {
+        let (read, write) = open(connected, Some(endpoint), &remote.security, remote.spin).await?;
         let (frames, queued) = mpsc::unbounded_channel();
         let mut hello = FrameBuf::new(HELLO, 0);
-        hello.0.extend_from_slice(secret.bytes());
+        hello.0.extend_from_slice(remote.secret.bytes());
         let _ = frames.send(hello.finish()?);
         let pending: Arc<Pending> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(write_frames(socket.clone(), queued));
-        let mut reader = FrameReader::new(socket);
+        tokio::spawn(write_frames(write, queued));
+        let heard = remote.security.is_tls().then(Heard::new);
+        if let Some(heard) = &heard {
+            // Pings go while the connection is open and in use.
+            let (pings, closed) = (frames.downgrade(), closed.clone());
+            tokio::spawn(heard.clone().watch(move || {
+                let Some(frames) = pings.upgrade().filter(|_| !closed.load(Ordering::Acquire))
+                else {
+                    return false;
+                };
+                FrameBuf::new(PING, 0)
+                    .finish()
+                    .is_ok_and(|ping| frames.send(ping).is_ok())
+            }));
+        }
+        let mut reader = FrameReader::new(read, heard.clone());
         let (reader_pending, reader_closed) = (pending.clone(), closed.clone());
         tokio::spawn(async move {
-            while let Ok(Some(frame)) = reader.next().await {
-                if let Some(waiter) = lock(&reader_pending).remove(&frame.id) {
-                    let _ = waiter.send(frame);
+            let frames = async {
+                while let Ok(Some(frame)) = reader.next().await {
+                    if frame.kind == PONG {
+                        continue;
+                    }
+                    if let Some(waiter) = lock(&reader_pending).remove(&frame.id) {
+                        let _ = waiter.send(frame);
+                    }
                 }
+            };
+            match &heard {
+                Some(heard) => tokio::select! {
+                    () = frames => {}
+                    () = heard.lost.notified() => {
+                        tracing::warn!("lost the connection to a process on another machine: nothing heard for {:?}", 2 * KEEPALIVE);
+                    }
+                },
+                None => frames.await,
             }
             // Waiters see their sender dropped: the connection is gone.
             reader_closed.store(true, Ordering::Release);
@@ -258,6 +453,7 @@ struct Remote {
     endpoint: Endpoint,
     spin: Duration,
     secret: Secret,
+    security: Security,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
@@ -270,7 +466,8 @@ impl Remote {
             return Ok(connection.clone());
         }
         let connected = self.endpoint.dial_when_ready(router.stop_signal()).await?;
-        let connection = Connection::start(connected, self.spin, &self.secret)
+        let connection = Connection::start(connected, &self.endpoint, self)
+            .await
             .map(Arc::new)
             .map_err(|e| CallError::Unreachable(format!("transport: {e}")))?;
         *current = Some(connection.clone());
@@ -339,15 +536,21 @@ impl transport::Remote for Remote {
 }
 
 /// The framed transport: readers spin for `spin` before they park; every
-/// connection opens with the launch's secret.
+/// connection opens with the launch's secret, and is secured as
+/// `security` says.
 pub struct Framed {
     spin: Duration,
     secret: Secret,
+    security: Security,
 }
 
 impl Framed {
-    pub fn new(spin: Duration, secret: Secret) -> Framed {
-        Framed { spin, secret }
+    pub fn new(spin: Duration, secret: Secret, security: Security) -> Framed {
+        Framed {
+            spin,
+            secret,
+            security,
+        }
     }
 }
 
@@ -357,6 +560,7 @@ impl Transport for Framed {
             endpoint: endpoint.clone(),
             spin: self.spin,
             secret: self.secret.clone(),
+            security: self.security.clone(),
             connection: tokio::sync::Mutex::new(None),
         })
     }
@@ -367,85 +571,132 @@ impl Transport for Framed {
         router: Arc<Router>,
         shutdown: BoxFuture<'static, ()>,
     ) -> BoxFuture<'static, Result<()>> {
-        Box::pin(serve(
-            listener,
+        let serving = Serving {
             router,
-            self.spin,
-            self.secret.clone(),
-            shutdown,
-        ))
+            spin: self.spin,
+            secret: self.secret.clone(),
+            security: self.security.clone(),
+        };
+        Box::pin(serve(listener, Arc::new(serving), shutdown))
     }
+}
+
+/// What every accepted connection is served with.
+struct Serving {
+    router: Arc<Router>,
+    spin: Duration,
+    secret: Secret,
+    security: Security,
 }
 
 /// Serve calls into `router`'s local nodes until `shutdown` resolves.
 async fn serve(
     listener: Listener,
-    router: Arc<Router>,
-    spin: Duration,
-    secret: Secret,
+    serving: Arc<Serving>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let secret = Arc::new(secret);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let connected = accepted.context("cannot accept a connection")?;
-                match SpinSocket::new(connected, spin) {
-                    Ok(socket) => {
-                        tokio::spawn(serve_connection(socket, router.clone(), secret.clone()));
-                    }
-                    Err(e) => tracing::warn!("dropping a courier connection: {e}"),
-                }
+                tokio::spawn(serve_connection(connected, serving.clone()));
             }
             () = &mut shutdown => return Ok(()),
         }
     }
 }
 
+/// Admit an accepted connection: its handshake (across machines) and its
+/// HELLO with the launch's secret, within [`HELLO_WITHIN`].
+async fn admit(connected: Connected, serving: &Serving) -> Option<(FrameReader, WriteSide)> {
+    let heard = serving.security.is_tls().then(Heard::new);
+    let admitted = tokio::time::timeout(HELLO_WITHIN, async {
+        let (read, write) = match open(connected, None, &serving.security, serving.spin).await {
+            Ok(sides) => sides,
+            Err(e) => {
+                tracing::debug!("refused a courier connection: {e}");
+                return None;
+            }
+        };
+        let mut reader = FrameReader::new(read, heard);
+        match reader.next().await {
+            Ok(Some(Frame {
+                kind: HELLO, body, ..
+            })) if serving.secret.matches(&body) => Some((reader, write)),
+            // Closed before sending anything: a member whose process ended (or
+            // whose connection was dropped) before its HELLO went out. (A HELLO
+            // is one small write, so a member never leaves half of one.)
+            Ok(None) => None,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => None,
+            _ => {
+                tracing::warn!(
+                    "refused a courier connection that did not present the launch's secret"
+                );
+                None
+            }
+        }
+    });
+    admitted.await.unwrap_or_else(|_| {
+        tracing::debug!("dropped a courier connection silent for {HELLO_WITHIN:?}");
+        None
+    })
+}
+
 /// Serve the calls arriving on one connection, each as a task of its own
 /// (a CANCEL aborts it).
-async fn serve_connection(socket: Socket, router: Arc<Router>, secret: Arc<Secret>) {
-    let mut reader = FrameReader::new(socket.clone());
-    match reader.next().await {
-        Ok(Some(Frame {
-            kind: HELLO, body, ..
-        })) if secret.matches(&body) => {}
-        // Closed before sending anything: a member whose process ended (or
-        // whose connection was dropped) before its HELLO went out. (A HELLO
-        // is one small write, so a member never leaves half of one.)
-        Ok(None) => return,
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
-        _ => {
-            tracing::warn!("refused a courier connection that did not present the launch's secret");
-            socket.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-    }
+async fn serve_connection(connected: Connected, serving: Arc<Serving>) {
+    let Some((mut reader, write)) = admit(connected, &serving).await else {
+        return;
+    };
     let (frames, queued) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(socket.clone(), queued));
+    tokio::spawn(write_frames(write, queued));
     let calls: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Arc::default();
-    while let Ok(Some(Frame { kind, id, body })) = reader.next().await {
-        match kind {
-            CALL => {
-                let (router, frames, finished) = (router.clone(), frames.clone(), calls.clone());
-                // Registered before the task can run, so it can always
-                // remove itself.
-                let mut running = lock(&calls);
-                let task = tokio::spawn(async move {
-                    let reply = serve_call(&router, id, &body).await;
-                    lock(&finished).remove(&id);
-                    let _ = frames.send(reply);
-                });
-                running.insert(id, task.abort_handle());
-            }
-            CANCEL => {
-                if let Some(call) = lock(&calls).remove(&id) {
-                    call.abort();
+    let heard = reader.heard.clone();
+    if let Some(heard) = &heard {
+        // The caller pings every KEEPALIVE: silence means it is gone.
+        let frames = frames.downgrade();
+        tokio::spawn(heard.clone().watch(move || frames.upgrade().is_some()));
+    }
+    let serve_frames = async {
+        while let Ok(Some(Frame { kind, id, body })) = reader.next().await {
+            match kind {
+                CALL => {
+                    let (router, frames, finished) =
+                        (serving.router.clone(), frames.clone(), calls.clone());
+                    // Registered before the task can run, so it can always
+                    // remove itself.
+                    let mut running = lock(&calls);
+                    let task = tokio::spawn(async move {
+                        let reply = serve_call(&router, id, &body).await;
+                        lock(&finished).remove(&id);
+                        let _ = frames.send(reply);
+                    });
+                    running.insert(id, task.abort_handle());
                 }
+                CANCEL => {
+                    if let Some(call) = lock(&calls).remove(&id) {
+                        call.abort();
+                    }
+                }
+                PING => {
+                    let answered = FrameBuf::new(PONG, 0)
+                        .finish()
+                        .is_ok_and(|pong| frames.send(pong).is_ok());
+                    if !answered {
+                        break;
+                    }
+                }
+                _ => break,
             }
-            _ => break,
         }
+    };
+    match &heard {
+        Some(heard) => tokio::select! {
+            () = serve_frames => {}
+            () = heard.lost.notified() => {}
+        },
+        None => serve_frames.await,
     }
     // The caller is gone: so are the calls it was waiting for.
     for (_, call) in lock(&calls).drain() {

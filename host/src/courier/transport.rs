@@ -72,15 +72,12 @@ pub enum TransportKind {
 
 impl TransportKind {
     /// The transport itself: readers spin for `spin` before they park,
-    /// and every connection presents (and requires) `secret`. With mutual
-    /// TLS (between machines) calls always go over gRPC: the framed
-    /// transport is for the processes of one machine.
+    /// every connection presents (and requires) `secret`, and is secured
+    /// as `security` says (mutual TLS between machines).
     pub fn build(self, spin: Duration, secret: Secret, security: Security) -> Arc<dyn Transport> {
         match self {
-            TransportKind::Socket if !security.is_tls() => {
-                Arc::new(super::socket::Framed::new(spin, secret))
-            }
-            _ => Arc::new(super::grpc::GrpcStream::new(spin, secret, security)),
+            TransportKind::Socket => Arc::new(super::socket::Framed::new(spin, secret, security)),
+            TransportKind::Grpc => Arc::new(super::grpc::GrpcStream::new(spin, secret, security)),
         }
     }
 }

@@ -27,7 +27,7 @@ use super::worker::{Peers, WorkerSpec};
 use super::workers::agents::{Agent, Agents, Files};
 use super::workers::local::{dies_with_parent, worker_exe};
 use super::{LaunchOptions, Plan, PortAsk, Ports, run_dir};
-use crate::courier::{Endpoint, Secret, Security, TransportKind};
+use crate::courier::{Endpoint, Secret, Security};
 use crate::proto::agents_server::{Agents as AgentsService, AgentsServer};
 use crate::proto::{AgentCommand, AgentEvent, agent_event};
 use crate::trust::{JoinDesk, LaunchCa, MutualTls, Role};
@@ -265,7 +265,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             run_dir: PathBuf::new(),
             cache_dir: None,
             use_cache: true,
-            transport: TransportKind::Grpc,
+            transport: options.transport,
             spin: options.spin,
             secret: secret.clone(),
             launcher: 0,
@@ -276,7 +276,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
     let network = Network {
         control,
         security,
-        transport: TransportKind::Grpc,
+        transport: options.transport,
         peers: Peers::Announced(process_of),
         secret,
     };
