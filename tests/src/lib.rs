@@ -1,8 +1,10 @@
 //! Helpers for the end-to-end tests: paths of the examples and fixture
 //! programs, and running a program through the lp-host library with its
-//! output captured; several hosts in network namespaces ([`netns`]).
+//! output captured; several hosts in network namespaces ([`netns`]); a real
+//! Slurm cluster, each node in a network namespace of its own ([`slurm`]).
 
 pub mod netns;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
