@@ -135,7 +135,7 @@ fn parent(args: &BenchArgs) -> Result<()> {
     let configs: Vec<&str> = if args.only.is_empty() {
         match args.launch {
             LaunchType::LocalMt | LaunchType::TestMt => CONFIGS.to_vec(),
-            LaunchType::LocalMp | LaunchType::Hosts => CONFIGS_MP.to_vec(),
+            LaunchType::LocalMp | LaunchType::Hosts | LaunchType::Slurm => CONFIGS_MP.to_vec(),
         }
     } else {
         args.only.iter().map(String::as_str).collect()
@@ -159,7 +159,7 @@ fn parent(args: &BenchArgs) -> Result<()> {
                 clap::ValueEnum::to_possible_value(&args.courier)
                     .map_or_else(|| "socket".to_string(), |v| v.get_name().to_string()),
             );
-            if args.launch == LaunchType::Hosts {
+            if matches!(args.launch, LaunchType::Hosts | LaunchType::Slurm) {
                 cmd.args(["--agents", &args.agents.to_string()]);
                 if let Some(listen) = args.listen {
                     cmd.args(["--listen", &listen.to_string()]);
@@ -318,10 +318,21 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
                     .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
                 agents: args.agents,
                 token_file: args.token_file.clone(),
-                local_agents: args.local_agents || args.listen.is_none(),
-                agent_exe: None,
+                recruit: match args.local_agents || args.listen.is_none() {
+                    true => launch::hosts::Recruit::Local { exe: None },
+                    false => launch::hosts::Recruit::ByHand,
+                },
                 join_timeout: Duration::from_secs(120),
             };
+            launch::hosts::launch(&plan, options, &hosts)?
+        }
+        LaunchType::Slurm => {
+            let hosts = launch::slurm::hosts_options(
+                &plan.program,
+                args.listen,
+                launch::slurm::JobOptions::default(),
+                Duration::from_secs(120),
+            )?;
             launch::hosts::launch(&plan, options, &hosts)?
         }
     }

@@ -70,7 +70,7 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
 
-    /// hosts: the address of this machine agents join at (e.g. 10.0.0.1:7070).
+    /// hosts, slurm: the address of this machine agents join at (e.g. 10.0.0.1:7070; slurm: default the one toward slurmctld).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
 
@@ -86,7 +86,7 @@ struct RunArgs {
     #[arg(long)]
     local_agents: bool,
 
-    /// hosts: how long to wait for the agents to join.
+    /// hosts, slurm: how long to wait for the agents to join (slurm: including the job's wait in the queue).
     #[arg(long, default_value_t = 300.0)]
     join_timeout_secs: f64,
 
@@ -216,6 +216,14 @@ fn run_seeded(
     Ok((run.outcome, signal_code))
 }
 
+/// How long a multi-host launch waits for its agents.
+fn join_timeout(args: &RunArgs) -> anyhow::Result<Duration> {
+    if !(args.join_timeout_secs > 0.0 && args.join_timeout_secs.is_finite()) {
+        anyhow::bail!("--join-timeout-secs must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(args.join_timeout_secs))
+}
+
 /// The settings of a multi-host launch, from the flags.
 fn hosts_options(args: &RunArgs) -> anyhow::Result<launch::hosts::HostsOptions> {
     let listen = match (args.listen, args.local_agents) {
@@ -225,16 +233,15 @@ fn hosts_options(args: &RunArgs) -> anyhow::Result<launch::hosts::HostsOptions> 
             "--launch hosts needs --listen ADDR: the address of this machine agents join at, e.g. --listen 10.0.0.1:7070\n  help: or add --local-agents to run the agents on this machine"
         ),
     };
-    if !(args.join_timeout_secs > 0.0 && args.join_timeout_secs.is_finite()) {
-        anyhow::bail!("--join-timeout-secs must be a positive number of seconds");
-    }
     Ok(launch::hosts::HostsOptions {
         listen,
         agents: args.agents,
         token_file: args.token_file.clone(),
-        local_agents: args.local_agents,
-        agent_exe: None,
-        join_timeout: Duration::from_secs_f64(args.join_timeout_secs),
+        recruit: match args.local_agents {
+            true => launch::hosts::Recruit::Local { exe: None },
+            false => launch::hosts::Recruit::ByHand,
+        },
+        join_timeout: join_timeout(args)?,
     })
 }
 
@@ -312,6 +319,19 @@ fn run(args: RunArgs) -> i32 {
                 launch::local_mp::launch(&plan, options, args.cache_dir.clone())?
             }
             LaunchType::Hosts => launch::hosts::launch(&plan, options, &hosts_options(&args)?)?,
+            LaunchType::Slurm => {
+                let job = launch::slurm::JobOptions {
+                    agent_exe: None,
+                    logs_dir: args.logs_dir.clone(),
+                };
+                let hosts = launch::slurm::hosts_options(
+                    &plan.program,
+                    args.listen,
+                    job,
+                    join_timeout(&args)?,
+                )?;
+                launch::hosts::launch(&plan, options, &hosts)?
+            }
         };
         if let Ok(caught) = &caught {
             caught.attach(running.handle());

@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::local_mp::run_disabled;
 use super::placement;
 use super::processes::{self, Network};
+use super::slurm;
 use super::start::{RunningProgram, timer_runtime};
 use super::worker::{Peers, WorkerSpec};
 use super::workers::agents::{Agent, Agents, Files};
@@ -41,20 +42,41 @@ pub struct HostsOptions {
     pub agents: usize,
     /// Where the join token is written (owner-only; removed once the
     /// agents have joined). Default: `lp-join.token` here, or a private
-    /// directory with local agents.
+    /// directory with local agents (a Slurm job's own directory).
     pub token_file: Option<PathBuf>,
-    /// Start the agents on this machine too, as children of the launcher
-    /// (to try a multi-host program on one machine, and for tests).
-    pub local_agents: bool,
-    /// The lp-host binary local agents run (default: as workers find it).
-    pub agent_exe: Option<PathBuf>,
+    /// Who starts the agents.
+    pub recruit: Recruit,
     /// How long to wait for them.
     pub join_timeout: Duration,
 }
 
+/// Who starts the agents of a launch.
+#[derive(Clone, Debug)]
+pub enum Recruit {
+    /// People, on their machines, with the command the launcher prints.
+    ByHand,
+    /// The launcher, on this machine, as its children (to try a multi-host
+    /// program on one machine, and for tests); `exe`: the lp-host binary
+    /// they run (default: as workers find it).
+    Local { exe: Option<PathBuf> },
+    /// A Slurm job, one agent per node (`--launch slurm`).
+    Slurm(slurm::JobOptions),
+}
+
+impl Recruit {
+    /// How the launcher's lines about the agents begin.
+    fn prefix(&self) -> &'static str {
+        match self {
+            Recruit::Slurm(_) => "slurm",
+            _ => "hosts",
+        }
+    }
+}
+
 /// Start every node of `plan` on the agents that join.
 pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Result<RunningProgram> {
-    if hosts.listen.ip().is_unspecified() && !hosts.local_agents {
+    let local_agents = matches!(hosts.recruit, Recruit::Local { .. });
+    if hosts.listen.ip().is_unspecified() && !local_agents {
         bail!(
             "--listen {} names no one address: give the address agents reach this machine at, \
              e.g. --listen 10.0.0.1:7070 (it goes into the join token and the launcher's certificate)",
@@ -94,46 +116,75 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
     let listen = join_listener.local_addr()?;
     let token = desk.token(vec![listen.to_string()])?;
     let private = run_dir::create()?;
-    let token_path = match (&hosts.token_file, hosts.local_agents) {
-        (Some(file), _) => file.clone(),
-        (None, true) => private.path().join("join.token"),
-        (None, false) => PathBuf::from("lp-join.token"),
+    let mut crew = Crew {
+        agents: Vec::new(),
+        local: Vec::new(),
+        job: None,
     };
-    token.write_file(&token_path)?;
+    let token_path = match (&hosts.token_file, &hosts.recruit) {
+        (Some(file), _) => file.clone(),
+        (None, Recruit::Local { .. }) => private.path().join("join.token"),
+        (None, Recruit::Slurm(job)) => {
+            let exe = match &job.agent_exe {
+                Some(exe) => exe.clone(),
+                None => std::path::absolute(worker_exe(&options)?)?,
+            };
+            let wanted = placement::processes(&plan.program);
+            let submitted = slurm::Job::submit(
+                &plan.program,
+                &wanted,
+                hosts.agents as u32,
+                job,
+                &exe,
+                |file| token.write_file(file),
+            )?;
+            crate::errln!(
+                "slurm: submitted job {} ({} node(s)); agents join at {listen}",
+                submitted.id,
+                hosts.agents
+            );
+            let file = submitted.dir().join("join.token");
+            crew.job = Some(submitted);
+            file
+        }
+        (None, Recruit::ByHand) => PathBuf::from("lp-join.token"),
+    };
+    if crew.job.is_none() {
+        token.write_file(&token_path)?;
+    }
     let token_file = TokenFile {
         file: token_path.clone(),
         _dir: private,
     };
-    let mut crew = Crew {
-        agents: Vec::new(),
-        local: Vec::new(),
-    };
-    if hosts.local_agents {
-        let exe = match &hosts.agent_exe {
-            Some(exe) => exe.clone(),
-            None => worker_exe(&options)?,
-        };
-        for _ in 0..hosts.agents {
-            let mut command = std::process::Command::new(&exe);
-            command
-                .args(["agent", "--quiet", "--token"])
-                .arg(&token_path);
-            dies_with_parent(&mut command);
-            crew.local
-                .push(command.spawn().context("cannot start a local agent")?);
+    match &hosts.recruit {
+        Recruit::Local { exe } => {
+            let exe = match exe {
+                Some(exe) => exe.clone(),
+                None => worker_exe(&options)?,
+            };
+            for _ in 0..hosts.agents {
+                let mut command = std::process::Command::new(&exe);
+                command
+                    .args(["agent", "--quiet", "--token"])
+                    .arg(&token_path);
+                dies_with_parent(&mut command);
+                crew.local
+                    .push(command.spawn().context("cannot start a local agent")?);
+            }
         }
-    } else {
-        crate::errln!(
+        Recruit::ByHand => crate::errln!(
             "hosts: waiting for {} agent(s) at {listen}; on each machine run\n  lp-host agent --token {}\n\
              (copy the file there, owner-only: it is this launch's join secret)",
             hosts.agents,
             token_path.display()
-        );
+        ),
+        Recruit::Slurm(_) => {}
     }
 
     // Joins, then attaches of the agents that joined.
     let (attached, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
-    let quiet = hosts.local_agents;
+    let quiet = local_agents;
+    let prefix = hosts.recruit.prefix();
     let joins = runtime.spawn({
         let desk = desk.clone();
         async move {
@@ -152,7 +203,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
                             )
                         }
                         Ok(admitted) => crate::errln!(
-                            "hosts: agent {} joined from {}",
+                            "{prefix}: agent {} joined from {}",
                             admitted.agent,
                             admitted.peer
                         ),
@@ -174,14 +225,23 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
     }
     runtime.block_on(async {
         let agents = &mut crew.agents;
+        let job = crew.job.as_ref();
         let deadline = tokio::time::sleep(hosts.join_timeout);
         tokio::pin!(deadline);
+        // A Slurm job is watched meanwhile: one it cannot place, or that
+        // ended, will bring no (more) agents.
+        let mut checks = tokio::time::interval(Duration::from_millis(500));
         while agents.len() < hosts.agents {
             tokio::select! {
                 agent = arrivals.recv() => match agent {
                     Some(agent) => agents.push(agent),
                     None => break,
                 },
+                _ = checks.tick(), if job.is_some() => {
+                    if let Some(why) = job.and_then(slurm::Job::hopeless) {
+                        bail!("{why}");
+                    }
+                }
                 () = &mut deadline => bail!(
                     "only {} of {} agents joined within {:?}",
                     agents.len(),
@@ -230,10 +290,13 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         if names.is_empty() {
             continue;
         }
-        let line = format!("{} runs {}", agent.describe(), names.join(", "));
-        match hosts.local_agents {
+        let line = match agent.hello.host.as_str() {
+            "" => format!("{} runs {}", agent.describe(), names.join(", ")),
+            label => format!("{} [{label}] runs {}", agent.describe(), names.join(", ")),
+        };
+        match local_agents {
             true => tracing::debug!("{line}"),
-            false => crate::errln!("hosts: {line}"),
+            false => crate::errln!("{prefix}: {line}"),
         }
     }
     let mut process_of = vec![0u32; program.nodes.len()];
@@ -294,12 +357,16 @@ struct Crew {
     agents: Vec<Arc<Agent>>,
     /// Agents started on this machine (`--local-agents`).
     local: Vec<std::process::Child>,
+    /// The Slurm job the agents run in (`--launch slurm`): cancelled once
+    /// they have gone.
+    job: Option<slurm::Job>,
 }
 
 impl Drop for Crew {
     fn drop(&mut self) {
         // Their streams end, and they exit (their side of the stream ends
         // when they have seen it).
+        tracing::debug!("the launch is over: telling the agents");
         for agent in &self.agents {
             agent.finish();
         }
@@ -312,6 +379,11 @@ impl Drop for Crew {
                 let _ = agent.kill();
             }
             let _ = agent.wait();
+        }
+        tracing::debug!("the agents have gone");
+        if let Some(job) = &mut self.job {
+            job.cancel();
+            tracing::debug!("job {} cancelled", job.id);
         }
     }
 }

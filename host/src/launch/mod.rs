@@ -16,6 +16,7 @@ mod processes;
 mod report;
 mod run_dir;
 pub mod seeded;
+pub mod slurm;
 mod start;
 mod supervisor;
 pub mod worker;
@@ -61,6 +62,10 @@ pub enum LaunchType {
     /// docs/multi-host.md).
     #[value(name = "hosts")]
     Hosts,
+    /// As hosts, the agents started by one Slurm job, one per node of the
+    /// job (`[program.slurm]`; see docs/clusters.md).
+    #[value(name = "slurm")]
+    Slurm,
 }
 
 impl LaunchType {
@@ -71,6 +76,7 @@ impl LaunchType {
             LaunchType::LocalMp => "local_mp",
             LaunchType::TestMt => "test_mt",
             LaunchType::Hosts => "hosts",
+            LaunchType::Slurm => "slurm",
         }
     }
 }

@@ -51,6 +51,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     let mut call_timeout = header.call_timeout_secs.map(Located::from);
     let mut entries: Vec<Entry> = raw.nodes.into_iter().map(Entry::from).collect();
     let mut program_limit_overrides = Vec::new();
+    let mut slurm_overrides = Vec::new();
     let mut end = RawEnd {
         wait_for: header.wait_for.map(|list| {
             let origin = Origin::File(list.span());
@@ -67,6 +68,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
             OverrideTarget::WaitFor(value, origin) => end.set_wait_for(value, &origin),
             OverrideTarget::EndOn(value) => end.end_on = Some(value),
             OverrideTarget::ProgramLimit(key, value) => program_limit_overrides.push((key, value)),
+            OverrideTarget::Slurm(path, value) => slurm_overrides.push((path, value)),
             OverrideTarget::Applied => {}
         }
     }
@@ -106,6 +108,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     for (key, value) in &program_limit_overrides {
         grants::set_limit(&cx, &mut default_limits, key, value, true)?;
     }
+    let slurm = super::slurm::slurm(&cx, header.slurm, &slurm_overrides)?;
     let (components, component_of_entry) = resolve_components(&cx, &entries)?;
     let mut warnings = Vec::new();
     let mut nodes = expand(
@@ -128,6 +131,7 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         stack_kib: default_limits.stack_kib,
         warnings,
         end,
+        slurm,
     })
 }
 

@@ -11,6 +11,7 @@ mod ports;
 mod replica;
 mod resources;
 mod schema;
+mod slurm;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub use diagnostic::{Diagnostic, Origin, Place, line_col};
 pub use load::{load, load_str};
 pub use overrides::Override;
+pub use slurm::Slurm;
 
 /// The key under which a handle is encoded in a node's args JSON.
 pub const HANDLE_KEY: &str = "$lp-handle";
@@ -57,6 +59,8 @@ pub struct Program {
     pub warnings: Vec<Diagnostic>,
     /// Which nodes' runs end the program.
     pub end: EndRule,
+    /// How `--launch slurm` asks for the job (`[program.slurm]`).
+    pub slurm: Slurm,
 }
 
 /// What ends a program besides a stop, a failure or Ctrl-C: every node of

@@ -61,6 +61,8 @@ pub(super) enum OverrideTarget {
     /// `program.wait_for`: the names (a list, or one), and the override.
     WaitFor(toml::Value, Origin),
     EndOn(Located<toml::Value>),
+    /// `program.slurm.<path>`: the path after `program.slurm.`.
+    Slurm(Vec<String>, Located<toml::Value>),
     Applied,
 }
 
@@ -73,7 +75,7 @@ impl Override {
     ) -> Result<OverrideTarget, Diagnostic> {
         let origin = Origin::Override(self.text.clone());
         let bad = |message: String, help: &str| Err(cx.error(&origin, message).help(help));
-        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, program.wait_for, program.end_on, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.resources.<key>, <node>.ports.<port>, <node>.args.<key>";
+        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, program.wait_for, program.end_on, program.slurm.<key>, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.resources.<key>, <node>.ports.<port>, <node>.args.<key>";
 
         if self.path[0] == "program" {
             if let [_, limits, key] = &self.path[..]
@@ -86,6 +88,12 @@ impl Override {
             }
             if self.path[1..] == ["wait_for"] {
                 return Ok(OverrideTarget::WaitFor(self.value.clone(), origin.clone()));
+            }
+            if self.path.len() > 2 && self.path[1] == "slurm" {
+                return Ok(OverrideTarget::Slurm(
+                    self.path[2..].to_vec(),
+                    Located::new(self.value.clone(), &origin),
+                ));
             }
             if self.path[1..] == ["end_on"] {
                 return Ok(OverrideTarget::EndOn(Located::new(

@@ -34,6 +34,9 @@ pub(super) struct RawProgram {
     /// "all" (the default) or "first" of them.
     #[serde(default)]
     pub end_on: Option<Spanned<toml::Value>>,
+    /// How `--launch slurm` asks for the job.
+    #[serde(default)]
+    pub slurm: Option<Spanned<super::slurm::RawSlurm>>,
 }
 
 #[derive(Deserialize)]

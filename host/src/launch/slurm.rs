@@ -1,0 +1,498 @@
+//! `--launch slurm`: the agents of a multi-host launch ([`super::hosts`])
+//! as one Slurm job, one agent per node of the job. The launcher writes the
+//! join token and a batch script into a private directory the nodes share,
+//! submits the script with `sbatch` (the program's `[program.slurm]` and
+//! its nodes' `resources` become sbatch options), watches the job while
+//! the agents join (a job Slurm cannot place, or one that ends first,
+//! refuses the launch with Slurm's reason), and cancels it at the end.
+//! The join secret reaches the agents as that owner-only file, never on a
+//! command line. Nothing here schedules: Slurm does.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::hosts::{HostsOptions, Recruit};
+use super::placement::{self, Process};
+use super::run_dir;
+use crate::program::Program;
+
+/// The multi-host settings of a Slurm launch of `program`: as many agents
+/// as the job has nodes, joining at `listen`, else at the address Slurm's
+/// nodes reach this machine at (any free port).
+pub fn hosts_options(
+    program: &Program,
+    listen: Option<SocketAddr>,
+    job: JobOptions,
+    join_timeout: Duration,
+) -> Result<HostsOptions> {
+    let processes = placement::processes(program);
+    let nodes = nodes_wanted(program, &processes)?;
+    let listen = match listen {
+        Some(listen) => listen,
+        None => SocketAddr::new(address_toward_controller()?, 0),
+    };
+    Ok(HostsOptions {
+        listen,
+        agents: nodes as usize,
+        token_file: None,
+        recruit: Recruit::Slurm(job),
+        join_timeout,
+    })
+}
+
+/// What the launcher needs to submit the job.
+#[derive(Clone, Debug, Default)]
+pub struct JobOptions {
+    /// The lp-host binary the agents run (default: this one). It must be
+    /// at this path on every node (a shared filesystem, or installed).
+    pub agent_exe: Option<PathBuf>,
+    /// Where the job's own output (`slurm-<job>.out`: what the agents say)
+    /// goes; default: the private directory, shown when the job fails.
+    pub logs_dir: Option<PathBuf>,
+}
+
+/// The job as submitted: cancelled (if still there) when dropped.
+pub struct Job {
+    pub id: String,
+    /// The private directory on the shared filesystem: token, script and
+    /// (without `--logs-dir`) the job's output.
+    dir: tempfile::TempDir,
+    output: PathBuf,
+    cancelled: bool,
+}
+
+/// Slurm's states of a job that will not start, or has ended.
+const ENDED: [&str; 8] = [
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "TIMEOUT",
+];
+
+/// Reasons a pending job gives when it can never run as asked (Slurm's
+/// `squeue %r`); others (Resources, Priority, ...) mean "wait".
+const HOPELESS: [&str; 10] = [
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "PartitionDown",
+    "PartitionInactive",
+    "BadConstraints",
+    "ReqNodeNotAvail",
+    "InvalidAccount",
+    "InvalidQOS",
+    "JobHeldAdmin",
+];
+
+/// The address of this machine Slurm's nodes reach it at: the one it uses
+/// to reach slurmctld (from `scontrol show config`).
+pub fn address_toward_controller() -> Result<IpAddr> {
+    let config = slurm_command("scontrol", &["show", "config"])?;
+    let line = config
+        .lines()
+        .find(|l| l.trim_start().starts_with("SlurmctldHost"))
+        .context("`scontrol show config` names no SlurmctldHost")?;
+    let value = line.split_once('=').map_or("", |(_, v)| v.trim());
+    // `name(addr)` or `name`.
+    let host = match value.split_once('(') {
+        Some((_, addr)) => addr.trim_end_matches(')'),
+        None => value,
+    };
+    let controller = (host, 6817)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve slurmctld's host {host:?}"))?
+        .next()
+        .with_context(|| format!("slurmctld's host {host:?} has no address"))?;
+    // Connecting a UDP socket sends nothing: it picks the route, and with
+    // it this machine's address on the way.
+    let probe = UdpSocket::bind(SocketAddr::new(
+        match controller.ip() {
+            IpAddr::V4(_) => [0, 0, 0, 0].into(),
+            IpAddr::V6(_) => [0u16; 8].into(),
+        },
+        0,
+    ))?;
+    probe.connect(controller)?;
+    let ip = probe.local_addr()?.ip();
+    if ip.is_loopback() && !controller.ip().is_loopback() {
+        bail!("cannot tell which address of this machine Slurm's nodes reach");
+    }
+    Ok(ip)
+}
+
+/// How many nodes the job asks for: `[program.slurm] nodes`, else one per
+/// process, at most as many as the partition has.
+pub fn nodes_wanted(program: &Program, processes: &[Process]) -> Result<u32> {
+    if let Some(nodes) = program.slurm.nodes {
+        return Ok(nodes);
+    }
+    let mut args = vec!["-h", "-o", "%D"];
+    if let Some(partition) = &program.slurm.partition {
+        args.extend(["-p", partition]);
+    }
+    let listed = slurm_command("sinfo", &args)?;
+    let in_partition: u32 = listed
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .sum();
+    if in_partition == 0 {
+        bail!(
+            "Slurm lists no nodes{}",
+            program
+                .slurm
+                .partition
+                .as_ref()
+                .map_or(String::new(), |p| format!(" in partition {p:?}"))
+        );
+    }
+    Ok((processes.len() as u32).clamp(1, in_partition))
+}
+
+/// The sbatch options that ask for `nodes` nodes able to hold the
+/// program's processes: per node, the most any one process needs, or an
+/// even share of what all of them need if that is more; host labels
+/// become the nodes the job must include.
+pub fn sbatch_options(program: &Program, processes: &[Process], nodes: u32) -> Vec<String> {
+    let mut options = vec![format!("--nodes={nodes}"), "--ntasks-per-node=1".into()];
+    let share = |total: f64| (total / f64::from(nodes.max(1))).ceil();
+    let largest = |need: fn(&Process) -> f64| processes.iter().map(need).fold(0.0, f64::max);
+    let total = |need: fn(&Process) -> f64| processes.iter().map(need).sum::<f64>();
+    let per_node = |need: fn(&Process) -> f64| largest(need).ceil().max(share(total(need)));
+    let cpus = per_node(|p| p.needs.cpus);
+    if cpus > 0.0 {
+        options.push(format!("--cpus-per-task={cpus}"));
+    }
+    let memory = per_node(|p| p.needs.memory_mib as f64);
+    if memory > 0.0 {
+        options.push(format!("--mem={memory}M"));
+    }
+    let gpus = per_node(|p| p.needs.gpus as f64);
+    if gpus > 0.0 {
+        options.push(format!("--gres=gpu:{gpus}"));
+    }
+    let mut hosts: Vec<&str> = processes
+        .iter()
+        .filter_map(|p| p.needs.host.as_deref())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    if !hosts.is_empty() {
+        options.push(format!("--nodelist={}", hosts.join(",")));
+    }
+    let slurm = &program.slurm;
+    if let Some(partition) = &slurm.partition {
+        options.push(format!("--partition={partition}"));
+    }
+    if let Some(time) = &slurm.time {
+        options.push(format!("--time={time}"));
+    }
+    options.extend(slurm.sbatch.iter().cloned());
+    options
+}
+
+/// `text` as one word for sh.
+fn sh_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+impl Job {
+    /// Submit the job of `nodes` agents that join with the token `token`
+    /// (written into the job's private directory by `write_token`).
+    pub fn submit(
+        program: &Program,
+        processes: &[Process],
+        nodes: u32,
+        options: &JobOptions,
+        exe: &Path,
+        write_token: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Job> {
+        // The nodes read the token and script at these paths: the working
+        // directory is assumed shared (it is home or a project directory
+        // on most clusters).
+        let dir = tempfile::Builder::new()
+            .prefix(".lp-slurm-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(".")
+            .context("cannot create the launch's directory (it must be on a filesystem the nodes share; run from such a directory)")?;
+        let dir_path = std::path::absolute(dir.path())?;
+        let token = dir_path.join("join.token");
+        write_token(&token)?;
+        let output = match &options.logs_dir {
+            Some(logs) => {
+                std::fs::create_dir_all(logs)
+                    .with_context(|| format!("cannot create {}", logs.display()))?;
+                std::path::absolute(logs)?.join("slurm-%j.out")
+            }
+            None => dir_path.join("slurm-%j.out"),
+        };
+        let script = dir_path.join("agents.sh");
+        // One agent per node, labelled with the node's name (for
+        // `resources.host`); an agent's failure does not end the others
+        // (the launcher decides what a lost agent means).
+        let body = format!(
+            "#!/bin/sh\n# lp-host: the agents of one launch of {}, one per node of this job.\n\
+             exec srun --ntasks-per-node=1 --kill-on-bad-exit=0 /bin/sh -c \
+             'exec \"$0\" agent --quiet --token \"$1\" --host \"$SLURMD_NODENAME\"' {} {}\n",
+            program.name,
+            sh_quoted(&exe.to_string_lossy()),
+            sh_quoted(&token.to_string_lossy()),
+        );
+        run_dir::write_private(&script, body.as_bytes())?;
+        let mut sbatch = vec![
+            "--parsable".to_string(),
+            format!("--job-name=lp-{}", program.name),
+            format!("--output={}", output.display()),
+        ];
+        sbatch.extend(sbatch_options(program, processes, nodes));
+        sbatch.push(script.to_string_lossy().into_owned());
+        tracing::debug!("submitting sbatch {sbatch:?}");
+        let args: Vec<&str> = sbatch.iter().map(String::as_str).collect();
+        let stdout = slurm_command("sbatch", &args).map_err(|e| {
+            anyhow::anyhow!(
+                "Slurm refused the job ({}): {e:#}\n  help: the options come from [program.slurm] and the nodes' resources{}",
+                sbatch_options(program, processes, nodes).join(" "),
+                match program.slurm.place.line_col {
+                    Some((line, _)) => format!(" ([program.slurm] is at {}:{line})", program.file.display()),
+                    None => String::new(),
+                }
+            )
+        })?;
+        // `--parsable`: `id` or `id;cluster`.
+        let id = stdout
+            .trim()
+            .split(';')
+            .next()
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+            .with_context(|| format!("sbatch printed no job id: {stdout:?}"))?
+            .to_string();
+        let output = PathBuf::from(output.to_string_lossy().replace("%j", &id));
+        Ok(Job {
+            id,
+            dir,
+            output,
+            cancelled: false,
+        })
+    }
+
+    /// Why the job's agents will never all join, if that is so: Slurm
+    /// cannot place it, or it ended.
+    pub fn hopeless(&self) -> Option<String> {
+        let listed = match self.state() {
+            Ok(listed) => listed,
+            Err(e) => {
+                // slurmctld busy or away for a moment: ask again later.
+                tracing::debug!("cannot see job {}: {e:#}", self.id);
+                return None;
+            }
+        };
+        let Some((state, reason)) = listed.as_ref().and_then(|l| l.split_once('|')) else {
+            return Some(format!(
+                "Slurm job {} ended before its agents joined{}",
+                self.id,
+                self.output_tail()
+            ));
+        };
+        if state == "PENDING" && HOPELESS.contains(&reason) {
+            return Some(format!(
+                "Slurm cannot start job {} as asked: it is pending with reason {reason}{}",
+                self.id,
+                match reason {
+                    "PartitionConfig" | "PartitionNodeLimit" =>
+                        " (the partition has too few nodes, cpus or memory for it)",
+                    "PartitionTimeLimit" => " (its time limit is over the partition's)",
+                    "ReqNodeNotAvail" => " (a node it names is down or unavailable)",
+                    _ => "",
+                }
+            ));
+        }
+        ENDED.contains(&state).then(|| {
+            format!(
+                "Slurm job {} is {state} before its agents joined{}",
+                self.id,
+                self.output_tail()
+            )
+        })
+    }
+
+    /// `STATE|REASON` of the job while Slurm lists it; `None` once it has
+    /// gone from the queue.
+    fn state(&self) -> Result<Option<String>> {
+        match slurm_command("squeue", &["-h", "-j", &self.id, "-o", "%T|%r"]) {
+            Ok(listed) => Ok(listed.lines().next().map(|l| l.trim().to_string())),
+            Err(e) if format!("{e:#}").contains("Invalid job id") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The last lines of the job's output, to show with a failure.
+    fn output_tail(&self) -> String {
+        let Ok(text) = std::fs::read_to_string(&self.output) else {
+            return String::new();
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(10)..];
+        if tail.is_empty() {
+            return String::new();
+        }
+        format!(
+            "; its output ({}) ends:\n  {}",
+            self.output.display(),
+            tail.join("\n  ")
+        )
+    }
+
+    /// Cancel the job (its agents have gone, or are to go, now), and wait
+    /// (a few seconds at most) until Slurm no longer lists it, so that
+    /// nothing of the launch is left when the launcher exits.
+    pub fn cancel(&mut self) {
+        if self.cancelled {
+            return;
+        }
+        self.cancelled = true;
+        if let Err(e) = slurm_command("scancel", &[&self.id]) {
+            tracing::warn!("{e:#}");
+        }
+        let deadline = std::time::Instant::now() + CANCELLED_WITHIN;
+        while std::time::Instant::now() < deadline {
+            match self.state() {
+                Ok(None) => return,
+                Ok(Some(_)) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => {
+                    tracing::warn!("{e:#}");
+                    return;
+                }
+            }
+        }
+        crate::errln!(
+            "warning: Slurm still lists job {} {CANCELLED_WITHIN:?} after it was cancelled",
+            self.id
+        );
+    }
+
+    /// The job's private directory (kept until the job is dropped).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// How long the launcher waits for a cancelled job to leave the queue.
+const CANCELLED_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long `squeue` and friends may take before the launch gives up on
+/// them (slurmctld unreachable retries for a minute).
+const SLURM_COMMAND_WITHIN: Duration = Duration::from_secs(30);
+
+/// Run a Slurm client command; its stdout, or its stderr as the error.
+fn slurm_command(program: &str, args: &[&str]) -> Result<String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!("cannot run {program} (is Slurm's client installed and on PATH?)")
+        })?;
+    let deadline = std::time::Instant::now() + SLURM_COMMAND_WITHIN;
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{program} did not answer within {SLURM_COMMAND_WITHIN:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let done = child.wait_with_output()?;
+    if !done.status.success() {
+        let said = String::from_utf8_lossy(&done.stderr);
+        let help = if said.contains("Could not establish a configuration source") {
+            "\n  help: this machine is not set up as a Slurm client: run from a login node of the cluster, or point SLURM_CONF at its slurm.conf"
+        } else {
+            ""
+        };
+        bail!("{program} {}: {}{help}", args.join(" "), said.trim());
+    }
+    Ok(String::from_utf8_lossy(&done.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::{Override, Resources};
+
+    fn program(set: &[&str]) -> Program {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n.wasm"), b"").unwrap();
+        let file = dir.path().join("program.toml");
+        let source = "[program]\nname = \"p\"\nslurm = { partition = \"lp\", time = \"10\", sbatch = { account = \"rl\" } }\n\n[[node]]\nname = \"learner\"\ncomponent = \"n.wasm\"\n\n[[node]]\nname = \"actor\"\ncomponent = \"n.wasm\"\nreplicas = 4\n";
+        let overrides: Vec<Override> = set.iter().map(|s| s.parse().unwrap()).collect();
+        crate::program::load_str(&file, source, &overrides).unwrap()
+    }
+
+    #[test]
+    fn resources_become_per_node_sbatch_options() {
+        let p = program(&[
+            "learner.resources.cpus=2",
+            "learner.resources.memory_mib=4096",
+            "learner.resources.gpus=1",
+            "actor.resources.cpus=0.5",
+            "actor.resources.memory_mib=512",
+        ]);
+        let processes = placement::processes(&p);
+        // Two nodes: the learner alone needs 2 cpus, 4 GiB, a gpu; all of
+        // them together (4 cpus, 6 GiB, 1 gpu) in an even share 2 cpus,
+        // 3 GiB, 1 gpu: the larger of the two per node.
+        assert_eq!(
+            sbatch_options(&p, &processes, 2),
+            [
+                "--nodes=2",
+                "--ntasks-per-node=1",
+                "--cpus-per-task=2",
+                "--mem=4096M",
+                "--gres=gpu:1",
+                "--partition=lp",
+                "--time=10",
+                "--account=rl",
+            ]
+        );
+        // One node must hold all of it.
+        let one = sbatch_options(&p, &processes, 1);
+        assert!(one.contains(&"--cpus-per-task=4".to_string()), "{one:?}");
+        assert!(one.contains(&"--mem=6144M".to_string()), "{one:?}");
+    }
+
+    #[test]
+    fn asking_nothing_asks_slurm_for_nodes_only_and_host_labels_name_nodes() {
+        let p = program(&["learner.resources.host=\"n3\""]);
+        let mut processes = placement::processes(&p);
+        assert_eq!(
+            sbatch_options(&p, &processes, 3)[..3],
+            ["--nodes=3", "--ntasks-per-node=1", "--nodelist=n3"]
+        );
+        processes.iter_mut().for_each(|p| p.needs = Resources::default());
+        assert_eq!(
+            sbatch_options(&p, &processes, 3)[..3],
+            ["--nodes=3", "--ntasks-per-node=1", "--partition=lp"]
+        );
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_batch_script() {
+        assert_eq!(sh_quoted("/a b/lp-host"), "'/a b/lp-host'");
+        assert_eq!(sh_quoted("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,316 @@
+//! `lp-host run --launch slurm` against a real Slurm cluster: slurmctld and
+//! three slurmd, each slurmd in a network namespace of its own
+//! (`lp_tests::slurm`). consumer_producers runs with its producers on two
+//! Slurm nodes (and the same program.toml under every other launch type,
+//! only the flag changed); a node that crashes on one Slurm node ends the
+//! job and is named; Ctrl-C cancels the job; a job Slurm cannot place is
+//! refused with Slurm's reason, at submission or while pending. After
+//! each, Slurm lists no job and no lp-host process is left on any node.
+//! Skipped (saying why) without root, iproute2 or Slurm.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use lp_tests::slurm::{Cluster, Options};
+
+/// The lp-host binary (built beside this test's executable), or
+/// `$LP_HOST_EXE`.
+fn lp_host() -> PathBuf {
+    if let Some(exe) = std::env::var_os("LP_HOST_EXE") {
+        return PathBuf::from(exe);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("lp-host"))
+        .find(|c| c.is_file())
+        .expect("the lp-host binary: run `cargo build -p lp-host` first")
+}
+
+/// A launcher running from its own working directory (its private
+/// directory goes there: a filesystem the nodes share), its output in
+/// files (a pipe nobody reads would block it).
+struct Launcher {
+    child: Child,
+    cwd: tempfile::TempDir,
+    logs: tempfile::TempDir,
+}
+
+impl Launcher {
+    /// `lp-host run PROGRAM --launch LAUNCH ARGS...`.
+    fn start(cluster: &Cluster, program: &str, launch: &str, args: &[&str]) -> Launcher {
+        let (cwd, logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let file = |name: &str| std::fs::File::create(logs.path().join(name)).unwrap();
+        let child = cluster
+            .command(lp_host())
+            .current_dir(cwd.path())
+            .args(["run", "--launch", launch])
+            .arg(lp_tests::path(program))
+            .args(args)
+            .stdout(file("out"))
+            .stderr(file("err"))
+            .spawn()
+            .unwrap();
+        Launcher { child, cwd, logs }
+    }
+
+    /// Its exit code, stdout and stderr once it has ended (killed after
+    /// `limit`: a hang fails the test), and nothing left in its directory.
+    fn finish(mut self, limit: Duration) -> (Option<i32>, String, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "lp-host did not end within {limit:?}:\n{}",
+                    self.read("err")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let leftovers: Vec<_> = std::fs::read_dir(self.cwd.path()).unwrap().collect();
+        assert!(
+            leftovers.is_empty(),
+            "the launcher left files in its working directory: {leftovers:?}"
+        );
+        (status.code(), self.read("out"), self.read("err"))
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default()
+    }
+}
+
+/// A launch run to its end (at most 120 s).
+fn run(
+    cluster: &Cluster,
+    program: &str,
+    launch: &str,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    Launcher::start(cluster, program, launch, args).finish(Duration::from_secs(120))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The Slurm node each lp node ran on, from the launcher's
+/// `slurm: agent 0 (10.x.x.x) [n1] runs a, b` lines.
+fn slurm_node_of(err: &str, node: &str) -> String {
+    err.lines()
+        .filter_map(|l| l.strip_prefix("slurm: agent "))
+        .find_map(|l| {
+            let (_, rest) = l.split_once(") [")?;
+            let (label, names) = rest.split_once("] runs ")?;
+            names
+                .split(", ")
+                .any(|n| n == node)
+                .then(|| label.to_string())
+        })
+        .unwrap_or_else(|| panic!("{node} was not placed:\n{err}"))
+}
+
+/// Nothing of a launch is left: Slurm lists no job, and no lp-host runs
+/// in any node's namespace.
+fn assert_nothing_left(cluster: &Cluster) {
+    assert_eq!(cluster.squeue_jobs(), Vec::<String>::new(), "jobs left");
+    // The agents' processes are reaped by slurmstepd a moment after the
+    // job has gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = lp_host_processes(cluster);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lp-host processes left: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// lp-host processes (agents, workers) in the cluster's namespaces.
+fn lp_host_processes(cluster: &Cluster) -> Vec<String> {
+    let mut found = Vec::new();
+    for namespace in cluster.namespaces() {
+        let out = Command::new("ip")
+            .args(["netns", "pids", namespace])
+            .output()
+            .unwrap();
+        for pid in text(&out.stdout).split_whitespace() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `pid (comm) state ...`; zombies are gone in all but name.
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                continue;
+            };
+            if comm.ends_with("(lp-host") && !rest.starts_with('Z') {
+                found.push(format!("{namespace}: {pid}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn consumer_producers_runs_with_its_producers_on_two_slurm_nodes() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    let program = "examples/consumer_producers/program.toml";
+    let set = [
+        "--set",
+        "producer.replicas=10",
+        "--set",
+        "program.slurm.nodes=2",
+    ];
+    let (code, out, err) = run(&cluster, program, "slurm", &set);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("[consumer] step 9: [9, 9, 9, 9, 9, 9, 9, 9, 9, 9]"),
+        "{out}"
+    );
+    assert!(err.contains("slurm: submitted job "), "{err}");
+    let mut nodes: Vec<String> = (0..10)
+        .map(|r| slurm_node_of(&err, &format!("producer/{r}")))
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(
+        nodes.len(),
+        2,
+        "the producers ran on two Slurm nodes: {err}"
+    );
+    for node in &nodes {
+        assert!(cluster.nodes().contains(node), "{node}: {err}");
+    }
+    assert_nothing_left(&cluster);
+
+    // The same program.toml under every launch type, only the flag changed.
+    for launch in [
+        &["--launch", "local_mt"][..],
+        &["--launch", "local_mp"],
+        &["--launch", "hosts", "--local-agents", "--agents", "2"],
+    ] {
+        let mut command = cluster.command(lp_host());
+        let out = command
+            .arg("run")
+            .arg(lp_tests::path(program))
+            .args(launch)
+            .args(set)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{launch:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("[consumer] step 9: [9, 9, 9, 9, 9, 9, 9, 9, 9, 9]"),
+            "{launch:?}: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn a_node_that_crashes_on_one_slurm_node_ends_the_job_and_is_named() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    let (code, out, err) = run(&cluster, "tests/programs/trap_in_run.toml", "slurm", &[]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("error: node faulty failed: wasm trap"),
+        "{err}"
+    );
+    let on = slurm_node_of(&err, "faulty");
+    assert!(cluster.nodes().contains(&on), "{err}");
+    assert_nothing_left(&cluster);
+}
+
+#[test]
+fn ctrl_c_stops_the_program_and_cancels_the_job() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    // Runs until stopped: the consumer takes a very long time.
+    let launcher = Launcher::start(
+        &cluster,
+        "examples/consumer_producers/program.toml",
+        "slurm",
+        &["--set", "consumer.args.steps=100000000"],
+    );
+    let started = Instant::now();
+    while !cluster.squeue_jobs().first().is_some_and(|job| {
+        cluster
+            .job_state(job)
+            .is_some_and(|(state, _)| state == "RUNNING")
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the job never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Running for a while: the consumer is making its calls.
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill sends a signal to a child of this process.
+    unsafe { libc::kill(launcher.child.id() as i32, libc::SIGINT) };
+    let (code, out, err) = launcher.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(out.contains("[consumer] step 1:"), "{out}\n{err}");
+    // A stop, not a node's failure.
+    assert!(!err.contains("error: node"), "{err}");
+    assert_nothing_left(&cluster);
+}
+
+#[test]
+fn a_job_slurm_cannot_place_is_refused_with_slurms_reason() {
+    // Refused at submission (the cluster enforces partition limits).
+    {
+        let Some(cluster) = Cluster::up(3) else {
+            return;
+        };
+        let (code, out, err) = run(
+            &cluster,
+            "examples/consumer_producers/program.toml",
+            "slurm",
+            &["--set", "consumer.resources.cpus=64"],
+        );
+        assert_eq!(code, Some(2), "{out}\n{err}");
+        assert!(err.contains("Slurm refused the job"), "{err}");
+        assert!(
+            err.contains("More processors requested than permitted"),
+            "{err}"
+        );
+        assert_nothing_left(&cluster);
+    }
+    // Accepted, then pending for ever (Slurm's own default): refused with
+    // the pending reason, not a hang.
+    let Some(cluster) = Cluster::up_with(
+        3,
+        Options {
+            enforce_part_limits: false,
+        },
+    ) else {
+        return;
+    };
+    let (code, out, err) = run(
+        &cluster,
+        "examples/consumer_producers/program.toml",
+        "slurm",
+        &["--set", "program.slurm.nodes=5"],
+    );
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(err.contains("Slurm cannot start job"), "{err}");
+    assert!(err.contains("pending with reason Partition"), "{err}");
+    assert_nothing_left(&cluster);
+}
