@@ -3,9 +3,13 @@
 # machine: network namespaces on a bridge (as tests/src/netns.rs builds
 # them), the launcher in lp-bench-h1, agents (`lp-host agent --stay`) in
 # the others. Sync calls and fan-out over 2 agent hosts, startup over 3.
-# Needs root and iproute2. Usage: scripts/bench-hosts.sh [REPEATS]
+# Needs root and iproute2. Usage: scripts/bench-hosts.sh [REPEATS] [CONFIG...]
+# (CONFIGs, e.g. sync:1048576: only those, over 2 agent hosts).
 set -euo pipefail
 repeats=${1:-5}
+shift || true
+only=()
+for config in "$@"; do only+=(--only "$config"); done
 exe=${LP_HOST_EXE:-target/debug/lp-host}
 [ -x "$exe" ] || { echo "no $exe: run cargo build -p lp-host first" >&2; exit 2; }
 net=10.231.77
@@ -43,6 +47,10 @@ bench() {
 }
 agent 2
 agent 3
+if [ ${#only[@]} -gt 0 ]; then
+  bench --agents 2 "${only[@]}"
+  exit
+fi
 bench --agents 2 --only sync:8 --only sync:1048576 --only fanout:10
 agent 4
 bench --agents 3 --only startup:50

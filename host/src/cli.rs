@@ -41,6 +41,22 @@ enum Command {
     New(crate::scaffold::NewArgs),
     /// Join a multi-host launch (`run --launch hosts`) from this machine and run its nodes here.
     Agent(crate::launch::agent::AgentArgs),
+    /// The state of a detached Slurm launch (`run --launch slurm --detach`), and its output's end.
+    Status {
+        /// The Slurm job id the launch printed.
+        job: String,
+    },
+    /// Stop a detached Slurm launch as Ctrl-C would (or at once, with --now).
+    Stop {
+        /// The Slurm job id the launch printed.
+        job: String,
+        /// Cancel the job at once: nodes get no termination notice.
+        #[arg(long)]
+        now: bool,
+        /// How long to wait for the job to leave Slurm's queue.
+        #[arg(long, default_value_t = 60.0)]
+        wait_secs: f64,
+    },
     /// Internal: a worker process of local_mp or hosts.
     #[command(hide = true)]
     Worker {
@@ -85,6 +101,10 @@ struct RunArgs {
     /// hosts: start the --agents on this machine too (try a multi-host program on one machine).
     #[arg(long)]
     local_agents: bool,
+
+    /// slurm: submit the launch as a job and return (its id printed); see `lp-host status` and `lp-host stop`.
+    #[arg(long)]
+    detach: bool,
 
     /// hosts, slurm: how long to wait for the agents to join (slurm: including the job's wait in the queue).
     #[arg(long, default_value_t = 300.0)]
@@ -167,6 +187,16 @@ pub fn main() -> i32 {
         Command::Bench(args) => crate::bench::main(args),
         Command::New(args) => crate::scaffold::main(args),
         Command::Agent(args) => crate::launch::agent::main(args),
+        Command::Status { job } => exit_code(crate::launch::slurm::status(&job)),
+        Command::Stop {
+            job,
+            now,
+            wait_secs,
+        } => exit_code(
+            Duration::try_from_secs_f64(wait_secs)
+                .map_err(|_| anyhow::anyhow!("--wait-secs must be a number of seconds, 0 or more"))
+                .and_then(|wait| crate::launch::slurm::stop(&job, now, wait)),
+        ),
         Command::Worker { spec } => crate::launch::worker::main(&spec),
     }
 }
@@ -214,6 +244,57 @@ fn run_seeded(
     }
     let signal_code = caught.ok().and_then(|c| c.exit_code());
     Ok((run.outcome, signal_code))
+}
+
+/// An error said, as an exit code (2), or the code itself.
+fn exit_code(result: anyhow::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        crate::errln!("error: {e:#}");
+        2
+    })
+}
+
+/// `run --launch slurm --detach`: the launcher goes into a job of its own
+/// (this command line, less `--detach`, its node output in --logs-dir).
+fn detach(args: &RunArgs, program: &Program) -> i32 {
+    if args.launch != LaunchType::Slurm {
+        crate::errln!("error: --detach applies to --launch slurm only");
+        return 2;
+    }
+    let logs_dir = args
+        .logs_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("lp-logs"));
+    let submitted = (|| {
+        let mut argv: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--detach")
+            .collect();
+        if args.logs_dir.is_none() {
+            argv.push("--logs-dir".into());
+            argv.push(
+                std::path::absolute(&logs_dir)?
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        let exe = std::path::absolute(std::env::current_exe()?)?;
+        launch::slurm::detach(program, &exe, &argv, &logs_dir)
+    })();
+    match submitted {
+        Ok(job) => {
+            println!("{job}");
+            crate::errln!(
+                "slurm: submitted job {job}; its output goes to {}\n  lp-host status {job}    # its state\n  lp-host stop {job}      # stop it (as Ctrl-C would)",
+                logs_dir.display()
+            );
+            0
+        }
+        Err(e) => {
+            crate::errln!("error: {e:#}");
+            2
+        }
+    }
 }
 
 /// How long a multi-host launch waits for its agents.
@@ -293,6 +374,9 @@ fn run(args: RunArgs) -> i32 {
         }
     };
     print_warnings(&plan.program);
+    if args.detach {
+        return detach(&args, &plan.program);
+    }
     let result = (|| {
         let notice = (args.termination_notice_secs >= 0.0)
             .then(|| Duration::from_secs_f64(args.termination_notice_secs));

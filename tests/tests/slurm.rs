@@ -176,7 +176,7 @@ fn consumer_producers_runs_with_its_producers_on_two_slurm_nodes() {
         out.contains("[consumer] step 9: [9, 9, 9, 9, 9, 9, 9, 9, 9, 9]"),
         "{out}"
     );
-    assert!(err.contains("slurm: submitted job "), "{err}");
+    assert!(err.contains("slurm: job "), "{err}");
     let mut nodes: Vec<String> = (0..10)
         .map(|r| slurm_node_of(&err, &format!("producer/{r}")))
         .collect();
@@ -313,4 +313,76 @@ fn a_job_slurm_cannot_place_is_refused_with_slurms_reason() {
     assert!(err.contains("Slurm cannot start job"), "{err}");
     assert!(err.contains("pending with reason Partition"), "{err}");
     assert_nothing_left(&cluster);
+}
+
+#[test]
+fn a_detached_launch_is_seen_and_stopped_by_its_job_id() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    let (cwd, logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lp = |args: &[&str]| {
+        let out = cluster
+            .command(lp_host())
+            .current_dir(cwd.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let program = lp_tests::path("examples/consumer_producers/program.toml");
+    let logs_dir = logs.path().to_str().unwrap();
+    let (code, job, err) = lp(&[
+        "run",
+        "--launch",
+        "slurm",
+        "--detach",
+        program.to_str().unwrap(),
+        "--set",
+        "consumer.args.steps=100000000",
+        "--termination-notice-secs",
+        "1",
+        "--logs-dir",
+        logs_dir,
+    ]);
+    assert_eq!(code, Some(0), "{job}\n{err}");
+    let job = job.trim().to_string();
+    assert!(job.chars().all(|c| c.is_ascii_digit()), "{job:?}");
+    assert!(err.contains(&format!("lp-host stop {job}")), "{err}");
+    // It runs on its own: the consumer's lines reach its log file.
+    let started = Instant::now();
+    while !std::fs::read_to_string(logs.path().join("consumer.log"))
+        .unwrap_or_default()
+        .contains("step 1:")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the detached launch did not run: {}",
+            lp(&["status", &job]).1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, status, _) = lp(&["status", &job]);
+    assert_eq!(code, Some(0), "{status}");
+    assert!(status.contains("RUNNING"), "{status}");
+    assert!(
+        status.contains("a step of job"),
+        "the launcher's output: {status}"
+    );
+
+    let (code, said, err) = lp(&["stop", &job]);
+    assert_eq!(code, Some(0), "{said}\n{err}");
+    assert_nothing_left(&cluster);
+    let (code, status, _) = lp(&["status", &job]);
+    assert_eq!(code, Some(1), "{status}");
+    let launcher =
+        std::fs::read_to_string(logs.path().join(format!("launcher-{job}.out"))).unwrap();
+    assert!(launcher.contains("runs producer/0"), "{launcher}");
+    // Not an lp launch: left alone.
+    let out = cluster.run("sbatch --parsable --wrap 'sleep 60'");
+    let other = text(&out.stdout).trim().to_string();
+    let (code, _, err) = lp(&["stop", &other]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not a launch of lp-host"), "{err}");
+    assert_eq!(cluster.squeue_jobs(), [other]);
 }

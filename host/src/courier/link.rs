@@ -25,22 +25,6 @@ use crate::trust::MutualTls;
 /// more wait to be accepted (the kernel's backlog holds them).
 const HANDSHAKES_AT_ONCE: usize = 64;
 
-/// How long a TLS handshake may take, either end: a peer that goes silent
-/// in the middle of one (its machine died) is given up.
-const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
-
-/// `handshake`, refused once it took [`HANDSHAKE_WITHIN`].
-async fn bounded<T>(handshake: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    tokio::time::timeout(HANDSHAKE_WITHIN, handshake)
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the TLS handshake took over {HANDSHAKE_WITHIN:?}"),
-            ))
-        })
-}
-
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
@@ -95,12 +79,10 @@ impl Security {
             Endpoint::Tcp(addr) => ServerName::IpAddress(addr.ip().into()),
             Endpoint::Unix(_) => crate::trust::Role::Launcher.server_name(),
         };
-        let stream = bounded(async {
-            tls.connect(io, name)
-                .await
-                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("{e:#}")))
-        })
-        .await?;
+        let stream = tls
+            .connect(io, name)
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("{e:#}")))?;
         Ok(Link(Box::new(stream)))
     }
 
@@ -111,12 +93,10 @@ impl Security {
         let Some(tls) = &self.tls else {
             return Ok(Link(Box::new(io)));
         };
-        let stream = bounded(async {
-            tls.accept(io)
-                .await
-                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("{e:#}")))
-        })
-        .await?;
+        let stream = tls
+            .accept(io)
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("{e:#}")))?;
         Ok(Link(Box::new(stream)))
     }
 

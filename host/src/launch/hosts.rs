@@ -139,8 +139,8 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
                 |file| token.write_file(file),
             )?;
             crate::errln!(
-                "slurm: submitted job {} ({} node(s)); agents join at {listen}",
-                submitted.id,
+                "slurm: {} runs the agents ({} node(s)); they join at {listen}",
+                submitted.describe(),
                 hosts.agents
             );
             let file = submitted.dir().join("join.token");
@@ -224,8 +224,9 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         });
     }
     runtime.block_on(async {
+        let crew_has_job = crew.job.is_some();
         let agents = &mut crew.agents;
-        let job = crew.job.as_ref();
+        let job = &mut crew.job;
         let deadline = tokio::time::sleep(hosts.join_timeout);
         tokio::pin!(deadline);
         // A Slurm job is watched meanwhile: one it cannot place, or that
@@ -237,8 +238,8 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
                     Some(agent) => agents.push(agent),
                     None => break,
                 },
-                _ = checks.tick(), if job.is_some() => {
-                    if let Some(why) = job.and_then(slurm::Job::hopeless) {
+                _ = checks.tick(), if crew_has_job => {
+                    if let Some(why) = job.as_mut().and_then(|job| job.hopeless()) {
                         bail!("{why}");
                     }
                 }

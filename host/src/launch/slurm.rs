@@ -55,14 +55,31 @@ pub struct JobOptions {
     pub logs_dir: Option<PathBuf>,
 }
 
-/// The job as submitted: cancelled (if still there) when dropped.
+/// The agents' Slurm job: cancelled (if still there) when dropped.
 pub struct Job {
+    /// The job's id (inside an allocation: the allocation's).
     pub id: String,
     /// The private directory on the shared filesystem: token, script and
     /// (without `--logs-dir`) the job's output.
     dir: tempfile::TempDir,
     output: PathBuf,
+    /// Inside an allocation (`salloc`, a batch script, `--detach`): the
+    /// `srun` step running the agents. The allocation is not the launch's
+    /// to cancel; the step is.
+    step: Option<std::process::Child>,
     cancelled: bool,
+}
+
+/// The Slurm allocation this process runs in, if any (`salloc`, a batch
+/// script, or a `--detach`ed launch).
+fn allocation() -> Option<(String, u32)> {
+    let id = std::env::var("SLURM_JOB_ID").ok()?;
+    let nodes = std::env::var("SLURM_JOB_NUM_NODES")
+        .or_else(|_| std::env::var("SLURM_NNODES"))
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((id, nodes))
 }
 
 /// Slurm's states of a job that will not start, or has ended.
@@ -131,6 +148,15 @@ pub fn address_toward_controller() -> Result<IpAddr> {
 /// How many nodes the job asks for: `[program.slurm] nodes`, else one per
 /// process, at most as many as the partition has.
 pub fn nodes_wanted(program: &Program, processes: &[Process]) -> Result<u32> {
+    if let Some((id, nodes)) = allocation() {
+        return match program.slurm.nodes {
+            Some(wanted) if wanted > nodes => bail!(
+                "slurm.nodes is {wanted}, but this allocation (job {id}) has {nodes} node(s)\n  help: ask salloc/sbatch for {wanted} nodes, or set program.slurm.nodes={nodes}"
+            ),
+            Some(wanted) => Ok(wanted),
+            None => Ok((processes.len() as u32).clamp(1, nodes)),
+        };
+    }
     if let Some(nodes) = program.slurm.nodes {
         return Ok(nodes);
     }
@@ -198,14 +224,20 @@ pub fn sbatch_options(program: &Program, processes: &[Process], nodes: u32) -> V
     options
 }
 
+/// What each of the job's tasks runs (`sh -c`, `$0` the lp-host binary,
+/// `$1` the token file): an agent labelled with its node's name, so that
+/// `resources.host` can name a Slurm node.
+const AGENT_COMMAND: &str = r#"exec "$0" agent --quiet --token "$1" --host "$SLURMD_NODENAME""#;
+
 /// `text` as one word for sh.
 fn sh_quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 impl Job {
-    /// Submit the job of `nodes` agents that join with the token `token`
-    /// (written into the job's private directory by `write_token`).
+    /// Start `nodes` agents that join with the token `write_token` writes
+    /// into the job's private directory: as a job of their own, or (inside
+    /// an allocation) as a step of it.
     pub fn submit(
         program: &Program,
         processes: &[Process],
@@ -239,13 +271,34 @@ impl Job {
         // (the launcher decides what a lost agent means).
         let body = format!(
             "#!/bin/sh\n# lp-host: the agents of one launch of {}, one per node of this job.\n\
-             exec srun --ntasks-per-node=1 --kill-on-bad-exit=0 /bin/sh -c \
-             'exec \"$0\" agent --quiet --token \"$1\" --host \"$SLURMD_NODENAME\"' {} {}\n",
+             exec srun --ntasks-per-node=1 --kill-on-bad-exit=0 /bin/sh -c {} {} {}\n",
             program.name,
+            sh_quoted(AGENT_COMMAND),
             sh_quoted(&exe.to_string_lossy()),
             sh_quoted(&token.to_string_lossy()),
         );
         run_dir::write_private(&script, body.as_bytes())?;
+        if let Some((id, _)) = allocation() {
+            let step = Command::new("srun")
+                .arg(format!("--nodes={nodes}"))
+                .arg(format!("--ntasks={nodes}"))
+                .args(["--ntasks-per-node=1", "--kill-on-bad-exit=0"])
+                .arg(format!("--output={}", output.display()))
+                .args(["/bin/sh", "-c", AGENT_COMMAND])
+                .arg(exe)
+                .arg(&token)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .context("cannot run srun (is Slurm's client installed and on PATH?)")?;
+            let output = PathBuf::from(output.to_string_lossy().replace("%j", &id));
+            return Ok(Job {
+                id,
+                dir,
+                output,
+                step: Some(step),
+                cancelled: false,
+            });
+        }
         let mut sbatch = vec![
             "--parsable".to_string(),
             format!("--job-name=lp-{}", program.name),
@@ -265,26 +318,39 @@ impl Job {
                 }
             )
         })?;
-        // `--parsable`: `id` or `id;cluster`.
-        let id = stdout
-            .trim()
-            .split(';')
-            .next()
-            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
-            .with_context(|| format!("sbatch printed no job id: {stdout:?}"))?
-            .to_string();
+        let id = job_id(&stdout)?;
         let output = PathBuf::from(output.to_string_lossy().replace("%j", &id));
         Ok(Job {
             id,
             dir,
             output,
+            step: None,
             cancelled: false,
         })
     }
 
+    /// How the launcher names it.
+    pub fn describe(&self) -> String {
+        match self.step {
+            Some(_) => format!("a step of job {}", self.id),
+            None => format!("job {}", self.id),
+        }
+    }
+
     /// Why the job's agents will never all join, if that is so: Slurm
     /// cannot place it, or it ended.
-    pub fn hopeless(&self) -> Option<String> {
+    pub fn hopeless(&mut self) -> Option<String> {
+        if let Some(step) = &mut self.step {
+            return match step.try_wait() {
+                Ok(None) => None,
+                Ok(Some(status)) => Some(format!(
+                    "the agents' step of job {} ended ({status}) before they joined{}",
+                    self.id,
+                    self.output_tail()
+                )),
+                Err(e) => Some(format!("cannot watch the agents' srun: {e}")),
+            };
+        }
         let listed = match self.state() {
             Ok(listed) => listed,
             Err(e) => {
@@ -357,6 +423,18 @@ impl Job {
             return;
         }
         self.cancelled = true;
+        if let Some(step) = &mut self.step {
+            // srun passes SIGTERM on to the agents and waits for them.
+            // SAFETY: kill sends a signal to our own child.
+            unsafe { libc::kill(step.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + CANCELLED_WITHIN;
+            while matches!(step.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = step.kill();
+            let _ = step.wait();
+            return;
+        }
         if let Err(e) = slurm_command("scancel", &[&self.id]) {
             tracing::warn!("{e:#}");
         }
@@ -387,6 +465,128 @@ impl Drop for Job {
     fn drop(&mut self) {
         self.cancel();
     }
+}
+
+/// `--detach`: submit a job whose batch step is this launch's launcher
+/// (`lp-host` with `args`, which run it under `--launch slurm` inside the
+/// allocation, its agents a step of it), and return the job's id at once.
+/// The launcher's own output goes to `logs_dir`/launcher-<job>.out.
+pub fn detach(program: &Program, exe: &Path, args: &[String], logs_dir: &Path) -> Result<String> {
+    let processes = placement::processes(program);
+    let nodes = nodes_wanted(program, &processes)?;
+    std::fs::create_dir_all(logs_dir)
+        .with_context(|| format!("cannot create {}", logs_dir.display()))?;
+    let logs = std::path::absolute(logs_dir)?;
+    let dir = run_dir::create()?;
+    let script = dir.path().join("launcher.sh");
+    let words: Vec<String> = std::iter::once(exe.to_string_lossy().into_owned())
+        .chain(args.iter().cloned())
+        .map(|w| sh_quoted(&w))
+        .collect();
+    let body = format!(
+        "#!/bin/sh\n# lp-host: a detached launch of {}; the launcher runs here, in the job.\nexec {}\n",
+        program.name,
+        words.join(" ")
+    );
+    run_dir::write_private(&script, body.as_bytes())?;
+    let mut sbatch = vec![
+        "--parsable".to_string(),
+        format!("--job-name=lp-{}", program.name),
+        format!("--output={}", logs.join("launcher-%j.out").display()),
+    ];
+    sbatch.extend(sbatch_options(program, &processes, nodes));
+    // sbatch keeps its own copy of the script.
+    sbatch.push(script.to_string_lossy().into_owned());
+    let args: Vec<&str> = sbatch.iter().map(String::as_str).collect();
+    let stdout = slurm_command("sbatch", &args).context("Slurm refused the job")?;
+    job_id(&stdout)
+}
+
+/// The job id `sbatch --parsable` printed (`id` or `id;cluster`).
+fn job_id(stdout: &str) -> Result<String> {
+    Ok(stdout
+        .trim()
+        .split(';')
+        .next()
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+        .with_context(|| format!("sbatch printed no job id: {stdout:?}"))?
+        .to_string())
+}
+
+/// A job of an lp launch as Slurm lists it: name, state, time, nodes and
+/// where (or why not yet); `None` once Slurm no longer lists it.
+fn listed(job: &str) -> Result<Option<[String; 5]>> {
+    if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+        bail!("{job:?} is not a Slurm job id (a number, as `slurm: job N` printed)");
+    }
+    let line = match slurm_command("squeue", &["-h", "-j", job, "-o", "%j|%T|%M|%D|%R"]) {
+        Ok(text) => text.lines().next().map(str::to_string),
+        Err(e) if format!("{e:#}").contains("Invalid job id") => None,
+        Err(e) => return Err(e),
+    };
+    let Some(line) = line else { return Ok(None) };
+    let fields: Vec<String> = line.trim().splitn(5, '|').map(str::to_string).collect();
+    let fields: [String; 5] = fields
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("unexpected squeue line {line:?}"))?;
+    if !fields[0].starts_with("lp-") {
+        bail!(
+            "job {job} is not a launch of lp-host (its name is {:?})",
+            fields[0]
+        );
+    }
+    Ok(Some(fields))
+}
+
+/// `lp-host status JOB`: the job's state, and the end of its launcher's
+/// output. Exit code 0 while Slurm lists it, 1 once it has gone.
+pub fn status(job: &str) -> Result<i32> {
+    let Some([name, state, time, nodes, place]) = listed(job)? else {
+        println!("job {job}: no longer in Slurm's queue (ended, or never an lp launch)");
+        return Ok(1);
+    };
+    println!("job {job} ({name}): {state} for {time} on {nodes} node(s): {place}");
+    let shown = slurm_command("scontrol", &["show", "job", job]).unwrap_or_default();
+    if let Some(file) = shown
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("StdOut="))
+    {
+        println!("output: {file}");
+        if let Ok(text) = std::fs::read_to_string(file) {
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(10)..] {
+                println!("  {line}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `lp-host stop JOB`: stop a detached launch as Ctrl-C would (its
+/// launcher stops the program: nodes get their termination notice), or
+/// with `now` cancel the job at once; then wait up to `wait` for it to
+/// leave the queue. Exit code 0 once it has, 1 if it is still there.
+pub fn stop(job: &str, now: bool, wait: Duration) -> Result<i32> {
+    if listed(job)?.is_none() {
+        println!("job {job}: no longer in Slurm's queue");
+        return Ok(0);
+    }
+    match now {
+        true => slurm_command("scancel", &[job])?,
+        false => slurm_command("scancel", &["--batch", "--signal=INT", job])?,
+    };
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        if listed(job)?.is_none() {
+            println!("job {job}: stopped");
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "job {job}: still in Slurm's queue after {wait:?}\n  help: `lp-host stop {job} --now` cancels it at once"
+    );
+    Ok(1)
 }
 
 /// How long the launcher waits for a cancelled job to leave the queue.
@@ -483,7 +683,9 @@ mod tests {
             sbatch_options(&p, &processes, 3)[..3],
             ["--nodes=3", "--ntasks-per-node=1", "--nodelist=n3"]
         );
-        processes.iter_mut().for_each(|p| p.needs = Resources::default());
+        processes
+            .iter_mut()
+            .for_each(|p| p.needs = Resources::default());
         assert_eq!(
             sbatch_options(&p, &processes, 3)[..3],
             ["--nodes=3", "--ntasks-per-node=1", "--partition=lp"]

@@ -237,7 +237,10 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_at_their_line_with_what_to_do() {
         let e = load_with("slurm = { nodes = 0 }", &[]).unwrap_err();
-        assert!(e.message.contains("slurm.nodes must be a whole number"), "{e}");
+        assert!(
+            e.message.contains("slurm.nodes must be a whole number"),
+            "{e}"
+        );
         assert_eq!(e.line_col.map(|(l, _)| l), Some(3));
         let e = load_with("slurm = { gpus = 1 }", &[]).unwrap_err();
         assert!(e.message.contains("unknown field `gpus`"), "{e}");
@@ -247,8 +250,15 @@ mod tests {
         let e = load_with("slurm = { sbatch = { \"--x\" = 1 } }", &[]).unwrap_err();
         assert!(e.message.contains("not an sbatch option name"), "{e}");
         let e = load_with("", &["program.slurm.partition=3"]).unwrap_err();
-        assert_eq!(e.override_text.as_deref(), Some("program.slurm.partition=3"));
-        assert!(e.message.contains("slurm.partition must be a non-empty string"), "{e}");
+        assert_eq!(
+            e.override_text.as_deref(),
+            Some("program.slurm.partition=3")
+        );
+        assert!(
+            e.message
+                .contains("slurm.partition must be a non-empty string"),
+            "{e}"
+        );
         let e = load_with("", &["program.slurm.queue=\"x\""]).unwrap_err();
         assert!(e.message.contains("unknown slurm setting queue"), "{e}");
     }
