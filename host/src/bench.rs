@@ -63,8 +63,9 @@ pub struct BenchArgs {
     #[arg(long, hide = true)]
     child: Option<String>,
 
-    /// Internal: overrides the parent passes to each child.
-    #[arg(long = "set", hide = true)]
+    /// Change a setting of the bench program, as `run --set` does (e.g.
+    /// `--set program.slurm.nodes=2`); passed on to every run.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
     overrides: Vec<Override>,
 }
 
@@ -119,8 +120,8 @@ pub fn main(args: BenchArgs) -> i32 {
 fn parent(args: &BenchArgs) -> Result<()> {
     // Build and compile once, so every child starts from a warm cache, and
     // hand the children the built components so they run no cargo.
-    let plan = Plan::load(&args.program, &[], &LoadOptions::default())?;
-    let mut built: Vec<String> = Vec::new();
+    let plan = Plan::load(&args.program, &args.overrides, &LoadOptions::default())?;
+    let mut built: Vec<String> = args.overrides.iter().map(|o| o.text.clone()).collect();
     for node in &plan.program.nodes {
         let set = format!(
             "{}.component={:?}",
