@@ -386,3 +386,97 @@ fn a_detached_launch_is_seen_and_stopped_by_its_job_id() {
     assert!(err.contains("is not a launch of lp-host"), "{err}");
     assert_eq!(cluster.squeue_jobs(), [other]);
 }
+
+/// Wait (at most `limit`) until Slurm lists no job of this cluster.
+fn wait_for_empty_queue(cluster: &Cluster, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !cluster.squeue_jobs().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "jobs left: {:?}",
+            cluster.squeue_jobs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_slurm_node_that_drops_off_the_network_is_a_lost_agent() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    let launcher = Launcher::start(
+        &cluster,
+        "examples/run_and_serve/program.toml",
+        "slurm",
+        &[
+            "--set",
+            "actor.args.polls=100000",
+            "--set",
+            "program.slurm.nodes=2",
+        ],
+    );
+    let started = Instant::now();
+    while !launcher.read("err").contains("runs actor")
+        || !launcher.read("err").contains("runs learner")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never placed: {}",
+            launcher.read("err")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Running: the actor has read the learner's version a few times.
+    std::thread::sleep(Duration::from_secs(2));
+    let node = slurm_node_of(&launcher.read("err"), "learner");
+    let k = cluster.nodes().iter().position(|n| *n == node).unwrap();
+    let namespace = &cluster.namespaces()[k];
+    let link = |state: &str| {
+        let status = Command::new("ip")
+            .args(["-n", namespace, "link", "set", "eth0", state])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    link("down");
+    let (code, out, err) = launcher.finish(Duration::from_secs(60));
+    // Slurm cleans up once it can reach the node again.
+    link("up");
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(err.contains("error: node learner failed"), "{err}");
+    assert!(err.contains("lost with agent"), "{err}");
+    assert!(out.contains("get-version failed"), "{out}\n{err}");
+    wait_for_empty_queue(&cluster, Duration::from_secs(60));
+    assert_nothing_left(&cluster);
+}
+
+#[test]
+fn a_second_ctrl_c_ends_the_launch_at_once_and_the_job_with_it() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    let launcher = Launcher::start(
+        &cluster,
+        "tests/programs/sleeper.toml",
+        "slurm",
+        &["--termination-notice-secs", "60"],
+    );
+    let started = Instant::now();
+    while !launcher.read("err").contains("runs sleeper") {
+        assert!(started.elapsed() < Duration::from_secs(60), "never placed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = launcher.child.id() as i32;
+    // SAFETY: kill sends signals to a child of this process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    // The sleeper ignores stop and its notice is a minute: only the second
+    // Ctrl-C ends it this soon.
+    let (code, out, err) = launcher.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    wait_for_empty_queue(&cluster, Duration::from_secs(10));
+    assert_nothing_left(&cluster);
+}

@@ -435,6 +435,16 @@ impl Job {
             let _ = step.wait();
             return;
         }
+        // Agents that have gone end their step, and the job with it: one
+        // that ends so is COMPLETED in Slurm's books, not CANCELLED.
+        let deadline = std::time::Instant::now() + ENDS_ALONE_WITHIN;
+        while std::time::Instant::now() < deadline {
+            match self.state() {
+                Ok(None) => return,
+                Ok(Some(_)) => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) => break,
+            }
+        }
         if let Err(e) = slurm_command("scancel", &[&self.id]) {
             tracing::warn!("{e:#}");
         }
@@ -588,6 +598,10 @@ pub fn stop(job: &str, now: bool, wait: Duration) -> Result<i32> {
     );
     Ok(1)
 }
+
+/// How long the launcher gives a job whose agents have gone to end by
+/// itself before it cancels the job.
+const ENDS_ALONE_WITHIN: Duration = Duration::from_millis(1000);
 
 /// How long the launcher waits for a cancelled job to leave the queue.
 const CANCELLED_WITHIN: Duration = Duration::from_secs(5);
