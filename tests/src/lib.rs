@@ -26,6 +26,21 @@ pub fn path(relative: &str) -> PathBuf {
     repo().join(relative)
 }
 
+/// The lp-host binary (built beside the running test's executable), or
+/// `$LP_HOST_EXE`: for the tests that run it as a command.
+pub fn lp_host_exe() -> PathBuf {
+    if let Some(exe) = std::env::var_os("LP_HOST_EXE") {
+        return PathBuf::from(exe);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("lp-host"))
+        .find(|c| c.is_file())
+        .expect("the lp-host binary: run `cargo build -p lp-host` first")
+}
+
 /// One engine and component cache for every test in a test binary.
 pub fn sandbox() -> Arc<Sandbox> {
     static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();

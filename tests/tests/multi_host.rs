@@ -13,21 +13,6 @@ use std::time::{Duration, Instant};
 
 use lp_tests::netns::Hosts;
 
-/// The lp-host binary (built beside this test's executable), or
-/// `$LP_HOST_EXE`.
-fn lp_host() -> PathBuf {
-    if let Some(exe) = std::env::var_os("LP_HOST_EXE") {
-        return PathBuf::from(exe);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|dir| dir.join("lp-host"))
-        .find(|c| c.is_file())
-        .expect("the lp-host binary: run `cargo build -p lp-host` first")
-}
-
 /// A launch in progress: the launcher in host 1, its output in files.
 struct Launch {
     launcher: Child,
@@ -50,7 +35,7 @@ impl Launch {
         courier: &str,
     ) -> Launch {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = hosts.command(host, lp_host());
+        let mut command = hosts.command(host, lp_tests::lp_host_exe());
         command
             .args(["run", "--launch", "hosts", "--courier", courier, "--agents"])
             .arg(agents.to_string())
@@ -126,7 +111,7 @@ fn agent(hosts: &Hosts, i: usize, token: &Path) -> Child {
 /// The same, the agent's machine labelled `label` for placement.
 fn agent_labelled(hosts: &Hosts, i: usize, token: &Path, label: &str) -> Child {
     hosts
-        .command(i, lp_host())
+        .command(i, lp_tests::lp_host_exe())
         .args(["agent", "--host", label, "--token"])
         .arg(token)
         .stdin(Stdio::null())
@@ -264,7 +249,7 @@ fn an_agent_with_another_launchs_token_is_refused_and_the_launch_goes_on() {
     let refused = hosts
         .output(
             hosts
-                .command(2, lp_host())
+                .command(2, lp_tests::lp_host_exe())
                 .args(["agent", "--token"])
                 .arg(&stranger)
                 .arg("--join")

@@ -8,26 +8,10 @@
 //! each, Slurm lists no job and no lp-host process is left on any node.
 //! Skipped (saying why) without root, iproute2 or Slurm.
 
-use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use lp_tests::slurm::{Cluster, Options};
-
-/// The lp-host binary (built beside this test's executable), or
-/// `$LP_HOST_EXE`.
-fn lp_host() -> PathBuf {
-    if let Some(exe) = std::env::var_os("LP_HOST_EXE") {
-        return PathBuf::from(exe);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|dir| dir.join("lp-host"))
-        .find(|c| c.is_file())
-        .expect("the lp-host binary: run `cargo build -p lp-host` first")
-}
 
 /// A launcher running from its own working directory (its private
 /// directory goes there: a filesystem the nodes share), its output in
@@ -44,7 +28,7 @@ impl Launcher {
         let (cwd, logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let file = |name: &str| std::fs::File::create(logs.path().join(name)).unwrap();
         let child = cluster
-            .command(lp_host())
+            .command(lp_tests::lp_host_exe())
             .current_dir(cwd.path())
             .args(["run", "--launch", launch])
             .arg(lp_tests::path(program))
@@ -79,6 +63,20 @@ impl Launcher {
             "the launcher left files in its working directory: {leftovers:?}"
         );
         (status.code(), self.read("out"), self.read("err"))
+    }
+
+    /// Wait (at most a minute) until the launcher has written every one
+    /// of `texts` to `file` ("out" or "err").
+    fn wait_for_said(&self, file: &str, texts: &[&str]) {
+        let started = Instant::now();
+        while !texts.iter().all(|t| self.read(file).contains(t)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the launcher never wrote {texts:?} to its {file}:\n{}",
+                self.read("err")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn read(&self, name: &str) -> String {
@@ -198,7 +196,7 @@ fn consumer_producers_runs_with_its_producers_on_two_slurm_nodes() {
         &["--launch", "local_mp"],
         &["--launch", "hosts", "--local-agents", "--agents", "2"],
     ] {
-        let mut command = cluster.command(lp_host());
+        let mut command = cluster.command(lp_tests::lp_host_exe());
         let out = command
             .arg("run")
             .arg(lp_tests::path(program))
@@ -248,18 +246,7 @@ fn ctrl_c_stops_the_program_and_cancels_the_job() {
         "slurm",
         &["--set", "consumer.args.steps=100000000"],
     );
-    let started = Instant::now();
-    while !cluster.squeue_jobs().first().is_some_and(|job| {
-        cluster
-            .job_state(job)
-            .is_some_and(|(state, _)| state == "RUNNING")
-    }) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the job never ran"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    launcher.wait_for_said("out", &["[consumer] step 1:"]);
     // Running for a while: the consumer is making its calls.
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: kill sends a signal to a child of this process.
@@ -323,7 +310,7 @@ fn a_detached_launch_is_seen_and_stopped_by_its_job_id() {
     let (cwd, logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let lp = |args: &[&str]| {
         let out = cluster
-            .command(lp_host())
+            .command(lp_tests::lp_host_exe())
             .current_dir(cwd.path())
             .args(args)
             .output()
@@ -416,17 +403,7 @@ fn a_slurm_node_that_drops_off_the_network_is_a_lost_agent() {
             "program.slurm.nodes=2",
         ],
     );
-    let started = Instant::now();
-    while !launcher.read("err").contains("runs actor")
-        || !launcher.read("err").contains("runs learner")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "never placed: {}",
-            launcher.read("err")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    launcher.wait_for_said("err", &["runs actor", "runs learner"]);
     // Running: the actor has read the learner's version a few times.
     std::thread::sleep(Duration::from_secs(2));
     let node = slurm_node_of(&launcher.read("err"), "learner");
@@ -462,11 +439,7 @@ fn a_second_ctrl_c_ends_the_launch_at_once_and_the_job_with_it() {
         "slurm",
         &["--termination-notice-secs", "60"],
     );
-    let started = Instant::now();
-    while !launcher.read("err").contains("runs sleeper") {
-        assert!(started.elapsed() < Duration::from_secs(60), "never placed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    launcher.wait_for_said("err", &["runs sleeper"]);
     std::thread::sleep(Duration::from_millis(500));
     let pid = launcher.child.id() as i32;
     // SAFETY: kill sends signals to a child of this process.
