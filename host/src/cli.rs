@@ -41,6 +41,8 @@ enum Command {
     New(crate::scaffold::NewArgs),
     /// Join a multi-host launch (`run --launch hosts`) from this machine and run its nodes here.
     Agent(crate::launch::agent::AgentArgs),
+    /// Write what runs a program on a cluster engine: `export k8s PROGRAM -o DIR` (Kubernetes manifests).
+    Export(crate::k8s::ExportArgs),
     /// The state of a detached Slurm launch (`run --launch slurm --detach`), and its output's end.
     Status {
         /// The Slurm job id the launch printed.
@@ -101,6 +103,10 @@ struct RunArgs {
     /// hosts: start the --agents on this machine too (try a multi-host program on one machine).
     #[arg(long)]
     local_agents: bool,
+
+    /// hosts: the agents hold a token made ahead (`lp-host export k8s`); the join material is in $LP_JOIN_MATERIAL.
+    #[arg(long)]
+    join_material_from_env: bool,
 
     /// slurm: submit the launch as a job and return (its id printed); see `lp-host status` and `lp-host stop`.
     #[arg(long)]
@@ -187,6 +193,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => crate::bench::main(args),
         Command::New(args) => crate::scaffold::main(args),
         Command::Agent(args) => crate::launch::agent::main(args),
+        Command::Export(args) => crate::k8s::main(args),
         Command::Status { job } => exit_code(crate::launch::slurm::status(&job)),
         Command::Stop {
             job,
@@ -318,9 +325,15 @@ fn hosts_options(args: &RunArgs) -> anyhow::Result<launch::hosts::HostsOptions> 
         listen,
         agents: args.agents,
         token_file: args.token_file.clone(),
-        recruit: match args.local_agents {
-            true => launch::hosts::Recruit::Local { exe: None },
-            false => launch::hosts::Recruit::ByHand,
+        recruit: match (args.local_agents, args.join_material_from_env) {
+            (true, true) => anyhow::bail!(
+                "--local-agents and --join-material-from-env do not go together: local agents get the launcher's own token"
+            ),
+            (true, false) => launch::hosts::Recruit::Local { exe: None },
+            (false, true) => launch::hosts::Recruit::Prepared(std::sync::Arc::new(
+                crate::trust::JoinMaterial::from_env()?,
+            )),
+            (false, false) => launch::hosts::Recruit::ByHand,
         },
         join_timeout: join_timeout(args)?,
     })

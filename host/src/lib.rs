@@ -15,6 +15,7 @@ pub mod credit;
 pub mod explore;
 pub(crate) mod files;
 pub mod fuzzing;
+pub mod k8s;
 pub mod launch;
 pub mod node;
 pub mod output;

@@ -51,6 +51,11 @@ pub struct AgentArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Keep trying to reach the launcher for this long (it may start after
+    /// this agent, as pods of one export do); 0: try once.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub wait_secs: f64,
+
     /// Where compiled components are cached (default: $LP_CACHE_DIR or ~/.cache/lp).
     #[arg(long, env = "LP_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -108,24 +113,51 @@ fn next_token(file: &Path, last: &str) -> String {
     }
 }
 
+/// The first launcher address of `token`, resolved (it may be a DNS name,
+/// a Kubernetes Service's).
+fn launcher_of(token: &JoinToken) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    let named = &token.addresses()[0];
+    named
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the launcher's address {named:?}"))?
+        .next()
+        .with_context(|| format!("the launcher's address {named:?} resolves to nothing"))
+}
+
 fn run(args: &AgentArgs, token: JoinToken) -> Result<()> {
     let token = match args.join {
         Some(addr) => JoinToken::new(vec![addr.to_string()], token.pin(), token.secret().clone())?,
         None => token,
     };
-    let launcher: SocketAddr = token.addresses()[0]
-        .parse()
-        .with_context(|| format!("bad launcher address {:?}", token.addresses()[0]))?;
-    let address = local_address_towards(launcher)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let joined = runtime.block_on(crate::trust::join(
-        &token,
-        &[address.to_string()],
-        JOIN_TIMEOUT,
-    ))?;
+    let wait = Duration::try_from_secs_f64(args.wait_secs)
+        .map_err(|_| anyhow::anyhow!("--wait-secs must be a number of seconds, 0 or more"))?;
+    let deadline = std::time::Instant::now() + wait;
+    let (address, joined) = loop {
+        let attempt = (|| {
+            let address = local_address_towards(launcher_of(&token)?)?;
+            let joined = runtime.block_on(crate::trust::join(
+                &token,
+                &[address.to_string()],
+                JOIN_TIMEOUT,
+            ))?;
+            anyhow::Ok((address, joined))
+        })();
+        match attempt {
+            Ok(joined) => break joined,
+            // A wrong secret or pin will not come right by waiting.
+            Err(e) if e.downcast_ref::<crate::trust::JoinRefused>().is_some() => return Err(e),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!("not joined yet: {e:#}");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    };
     let attach: SocketAddr = joined
         .attach
         .parse()
@@ -133,8 +165,9 @@ fn run(args: &AgentArgs, token: JoinToken) -> Result<()> {
     let security = Security::mutual_tls(MutualTls::new(&joined.credentials)?);
     if !args.quiet {
         crate::errln!(
-            "agent {}: joined the launch at {launcher} (this machine: {address})",
-            joined.agent
+            "agent {}: joined the launch at {} (this machine: {address})",
+            joined.agent,
+            token.addresses()[0]
         );
     }
 

@@ -31,7 +31,7 @@ use super::{LaunchOptions, Plan, PortAsk, Ports, run_dir};
 use crate::courier::{Endpoint, Secret, Security};
 use crate::proto::agents_server::{Agents as AgentsService, AgentsServer};
 use crate::proto::{AgentCommand, AgentEvent, agent_event};
-use crate::trust::{JoinDesk, LaunchCa, MutualTls, Role};
+use crate::trust::{JoinDesk, JoinMaterial, LaunchCa, MutualTls, Role};
 
 /// Settings of a multi-host launch.
 #[derive(Clone, Debug)]
@@ -61,6 +61,9 @@ pub enum Recruit {
     Local { exe: Option<PathBuf> },
     /// A Slurm job, one agent per node (`--launch slurm`).
     Slurm(slurm::JobOptions),
+    /// Started elsewhere (pods of a Kubernetes export) with a token made
+    /// ahead, whose material the join listener presents.
+    Prepared(Arc<JoinMaterial>),
 }
 
 impl Recruit {
@@ -108,10 +111,13 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
     let Endpoint::Tcp(agents_addr) = agents_endpoint else {
         unreachable!("bound as TCP")
     };
-    let desk = Arc::new(
-        JoinDesk::new(ca.clone(), &launcher, Secret::generate()?)?
-            .with_attach(agents_addr.to_string()),
-    );
+    let desk = match &hosts.recruit {
+        Recruit::Prepared(material) => {
+            JoinDesk::new(ca.clone(), &material.credentials, material.secret.clone())?
+        }
+        _ => JoinDesk::new(ca.clone(), &launcher, Secret::generate()?)?,
+    };
+    let desk = Arc::new(desk.with_attach(agents_addr.to_string()));
     // Port 0 took a port: the token names the one taken.
     let listen = join_listener.local_addr()?;
     let token = desk.token(vec![listen.to_string()])?;
@@ -148,8 +154,10 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             file
         }
         (None, Recruit::ByHand) => PathBuf::from("lp-join.token"),
+        // The agents hold a token of their own: none is written.
+        (None, Recruit::Prepared(_)) => private.path().join("join.token"),
     };
-    if crew.job.is_none() {
+    if crew.job.is_none() && !matches!(hosts.recruit, Recruit::Prepared(_)) {
         token.write_file(&token_path)?;
     }
     let token_file = TokenFile {
@@ -179,6 +187,10 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             token_path.display()
         ),
         Recruit::Slurm(_) => {}
+        Recruit::Prepared(_) => crate::errln!(
+            "hosts: waiting for {} agent(s) at {listen} (they hold the token prepared with this launch's join material)",
+            hosts.agents
+        ),
     }
 
     // Joins, then attaches of the agents that joined.

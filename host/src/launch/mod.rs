@@ -15,6 +15,7 @@ mod ports;
 mod processes;
 mod report;
 mod run_dir;
+pub use run_dir::write_private;
 pub mod seeded;
 pub mod slurm;
 mod start;

@@ -7,6 +7,7 @@
 //! [`JoinDesk`]). See docs/security.md.
 
 mod ca;
+mod exported;
 mod frame;
 mod join;
 mod pin;
@@ -14,6 +15,7 @@ mod tls;
 mod token;
 
 pub use ca::{Credentials, LaunchCa, ROLE_DOMAIN, Role};
+pub use exported::{JoinMaterial, MATERIAL_ENV};
 pub use frame::{read_message, write_message};
 pub use join::{Admitted, JOIN_TIMEOUT, JoinDesk, JoinRefused, Joined, MAX_JOIN_MESSAGE, join};
 pub use pin::{CertPin, PIN_MISMATCH};
