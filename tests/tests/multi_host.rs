@@ -331,7 +331,8 @@ fn a_node_with_restarts_left_moves_to_a_live_agent_when_its_agent_is_killed() {
         &hosts,
         "examples/run_and_serve/program.toml",
         2,
-        &["actor.args.polls=100000", "learner.restarts=1"],
+        // About 5 s of polls: the actor ends by itself if it sees no failure.
+        &["actor.args.polls=250", "learner.restarts=1"],
     );
     let mut agents = vec![
         agent(&hosts, 2, &launch.token()),
@@ -345,14 +346,21 @@ fn a_node_with_restarts_left_moves_to_a_live_agent_when_its_agent_is_killed() {
     std::thread::sleep(Duration::from_secs(2));
     agents[i - 2].kill().unwrap();
     let (code, out, err) = launch.finish();
-    // The learner's worker moved to the live agent and started there; the
-    // actor's call in flight failed (typed), and it stopped the program.
+    // The learner's worker moved to the live agent and started there. The
+    // actor either had a call in flight (it failed, typed, and the actor
+    // stopped the program) or was between polls and went on polling the
+    // new learner to its last poll: which one depends on timing (a loaded
+    // machine re-announces before the actor wakes); both end the program
+    // well.
     assert!(
         err.contains("worker 0 moves from agent")
             && err.contains("restarting its process (1 of 1)"),
         "{err}"
     );
-    assert!(out.contains("get-version failed"), "{out}");
+    assert!(
+        out.contains("get-version failed") || out.contains("[actor] versions"),
+        "{out}"
+    );
     assert_eq!(code, Some(0), "{out}\n{err}");
     for agent in agents {
         let _ = agent_end(agent);
