@@ -128,9 +128,8 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
         job: None,
     };
     let token_path = match (&hosts.token_file, &hosts.recruit) {
-        (Some(file), _) => file.clone(),
-        (None, Recruit::Local { .. }) => private.path().join("join.token"),
-        (None, Recruit::Slurm(job)) => {
+        // The job's agents read the token in the job's own directory.
+        (_, Recruit::Slurm(job)) => {
             let exe = match &job.agent_exe {
                 Some(exe) => exe.clone(),
                 None => std::path::absolute(worker_exe(&options)?)?,
@@ -153,6 +152,8 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             crew.job = Some(submitted);
             file
         }
+        (Some(file), _) => file.clone(),
+        (None, Recruit::Local { .. }) => private.path().join("join.token"),
         (None, Recruit::ByHand) => PathBuf::from("lp-join.token"),
         // The agents hold a token of their own: none is written.
         (None, Recruit::Prepared(_)) => private.path().join("join.token"),
