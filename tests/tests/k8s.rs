@@ -63,6 +63,11 @@ fn container(job: &Job) -> &Container {
         .containers[0]
 }
 
+fn pod_labels(job: &Job) -> BTreeMap<String, String> {
+    let template = &job.spec.as_ref().unwrap().template;
+    template.metadata.as_ref().unwrap().labels.clone().unwrap()
+}
+
 fn env_names(container: &Container) -> Vec<String> {
     container
         .env
@@ -107,31 +112,11 @@ fn the_manifests_parse_and_every_reference_resolves() {
     // The Service selects the launcher's pod, at the port it names.
     let spec = service.spec.as_ref().unwrap();
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"), "headless");
-    let pod_labels = launcher
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .labels
-        .clone()
-        .unwrap();
+    let launcher_labels = pod_labels(&launcher);
     for (key, value) in spec.selector.as_ref().unwrap() {
-        assert_eq!(pod_labels.get(key), Some(value), "selector {key}");
+        assert_eq!(launcher_labels.get(key), Some(value), "selector {key}");
     }
-    let agent_labels = agents
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .labels
-        .clone()
-        .unwrap();
+    let agent_labels = pod_labels(&agents);
     assert!(
         spec.selector
             .as_ref()
