@@ -1,7 +1,8 @@
 //! `lp-host export k8s`: Kubernetes manifests that run a program as the
 //! multi-host launch does: the launcher as a Job (one pod, `--launch hosts`
-//! listening at its pod IP), the agents as an indexed Job (one pod per
-//! process of the program, each sized for the largest), a headless Service
+//! listening at its pod IP), the agents as indexed Jobs (one pod per
+//! process of the program, each sized for the largest of its Job; one Job
+//! per `resources.host`, pinned to that node), a headless Service
 //! that names the launcher for the agents, and a Secret with the join
 //! material made here (the agents' token pins the launcher's join
 //! certificate, as a launcher's own token does). Written as JSON, one file
@@ -88,15 +89,19 @@ pub struct Names {
     pub base: String,
 }
 
+/// `text` as a Kubernetes name: lowercase letters, digits and '-'.
+fn kube_name(text: &str) -> String {
+    text.to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
 impl Names {
     fn of(program: &Program) -> Names {
-        // Kubernetes names: lowercase letters, digits and '-'.
-        let base: String = format!("lp-{}", program.name)
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        Names { base }
+        Names {
+            base: kube_name(&format!("lp-{}", program.name)),
+        }
     }
     pub fn secret(&self) -> String {
         format!("{}-join", self.base)
@@ -191,45 +196,71 @@ fn export(args: &ExportArgs) -> Result<Vec<PathBuf>> {
             },
         },
     });
-    let agents_job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": { "name": names.agents(), "namespace": args.namespace, "labels": labels("agent") },
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": agents,
-            "parallelism": agents,
-            "backoffLimit": 0,
-            "template": {
-                "metadata": { "labels": labels("agent") },
+    // One agents' Job per host label (its pods pinned to that node), and
+    // one for the processes that name none.
+    let mut groups: Vec<(Option<String>, Vec<placement::Process>)> = Vec::new();
+    for process in &processes {
+        let host = process.needs.host.clone();
+        match groups.iter_mut().find(|(h, _)| *h == host) {
+            Some((_, members)) => members.push(process.clone()),
+            None => groups.push((host, vec![process.clone()])),
+        }
+    }
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    let agent_jobs: Vec<(String, Value)> = groups
+        .iter()
+        .map(|(host, members)| {
+            let (name, file) = match host {
+                None => (names.agents(), "agents.json".to_string()),
+                Some(host) => {
+                    let tail = kube_name(host);
+                    (format!("{}-{tail}", names.agents()), format!("agents-{tail}.json"))
+                }
+            };
+            let mut pod = json!({
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "agent",
+                    "image": args.image,
+                    "command": ["lp-host", "agent", "--quiet", "--host", "$(NODE_NAME)", "--wait-secs", AGENT_WAIT_SECS.to_string()],
+                    "env": [
+                        { "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
+                        secret_env(TOKEN_ENV, "token"),
+                    ],
+                    "resources": agent_resources(members),
+                }],
+            });
+            if let Some(host) = host {
+                // resources.host names a node: the agent's label is its node's name.
+                pod["nodeSelector"] = json!({ "kubernetes.io/hostname": host });
+            }
+            let job = json!({
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": { "name": name, "namespace": args.namespace, "labels": labels("agent") },
                 "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{
-                        "name": "agent",
-                        "image": args.image,
-                        "command": ["lp-host", "agent", "--quiet", "--host", "$(NODE_NAME)", "--wait-secs", AGENT_WAIT_SECS.to_string()],
-                        "env": [
-                            { "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
-                            secret_env(TOKEN_ENV, "token"),
-                        ],
-                        "resources": agent_resources(&processes),
-                    }],
+                    "completionMode": "Indexed",
+                    "completions": members.len(),
+                    "parallelism": members.len(),
+                    "backoffLimit": 0,
+                    "template": { "metadata": { "labels": labels("agent") }, "spec": pod },
                 },
-            },
-        },
-    });
+            });
+            (file, job)
+        })
+        .collect();
 
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let mut written = Vec::new();
-    for (file, object) in [
-        ("secret.json", &secret),
-        ("service.json", &service),
-        ("launcher.json", &launcher),
-        ("agents.json", &agents_job),
-    ] {
-        let path = args.output.join(file);
-        write_manifest(&path, object, file == "secret.json")?;
+    let fixed = [
+        ("secret.json".to_string(), secret),
+        ("service.json".to_string(), service),
+        ("launcher.json".to_string(), launcher),
+    ];
+    for (file, object) in fixed.into_iter().chain(agent_jobs) {
+        let path = args.output.join(&file);
+        write_manifest(&path, &object, file == "secret.json")?;
         written.push(path);
     }
     Ok(written)

@@ -87,12 +87,16 @@ fn the_manifests_parse_and_every_reference_resolves() {
             "consumer.resources.cpus=1.5",
             "--set",
             "consumer.resources.memory_mib=512",
+            "--set",
+            "consumer.resources.host=\"node-a\"",
         ],
     );
     let secret: Secret = parse(dir.path(), "secret.json");
     let service: Service = parse(dir.path(), "service.json");
     let launcher: Job = parse(dir.path(), "launcher.json");
     let agents: Job = parse(dir.path(), "agents.json");
+    // The consumer names a node: its agent has a Job of its own, pinned there.
+    let pinned: Job = parse(dir.path(), "agents-node-a.json");
     let ns = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.namespace.clone();
     for namespace in [
         ns(&secret.metadata),
@@ -164,23 +168,58 @@ fn the_manifests_parse_and_every_reference_resolves() {
         }
     }
     // As many agents as the launcher waits for: one per process (a
-    // consumer and two producers).
+    // consumer and two producers), over the two agents' Jobs.
     let command = launcher_c.command.clone().unwrap();
     let at = command.iter().position(|w| w == "--agents").unwrap();
     assert_eq!(command[at + 1], "3");
-    let job = agents.spec.as_ref().unwrap();
-    assert_eq!((job.completions, job.parallelism), (Some(3), Some(3)));
-    assert_eq!(job.completion_mode.as_deref(), Some("Indexed"));
-    // Sized for the largest process.
-    let resources = agent_c.resources.as_ref().unwrap();
-    let requests: BTreeMap<String, String> = resources
-        .requests
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    assert_eq!(requests.get("cpu").map(String::as_str), Some("1500m"));
-    assert_eq!(requests.get("memory").map(String::as_str), Some("512Mi"));
+    let counts = |job: &Job| {
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+        assert_eq!(spec.completions, spec.parallelism);
+        spec.completions.unwrap()
+    };
+    assert_eq!((counts(&agents), counts(&pinned)), (2, 1));
+    let selector = |job: &Job| {
+        job.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .node_selector
+            .clone()
+    };
+    assert_eq!(selector(&agents), None);
+    assert_eq!(
+        selector(&pinned)
+            .unwrap()
+            .get("kubernetes.io/hostname")
+            .map(String::as_str),
+        Some("node-a")
+    );
+    // Each sized for the largest process of its Job: the consumer's.
+    let requests = |job: &Job| -> BTreeMap<String, String> {
+        container(job)
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    };
+    let consumer = requests(&pinned);
+    assert_eq!(consumer.get("cpu").map(String::as_str), Some("1500m"));
+    assert_eq!(consumer.get("memory").map(String::as_str), Some("512Mi"));
+    assert!(
+        requests(&agents).is_empty(),
+        "the producers ask for nothing"
+    );
+    for job in [&agents, &pinned] {
+        assert_eq!(pod_labels(job), agent_labels);
+        assert_eq!(container(job).command, agent_c.command);
+    }
 
     // The token names the Service; the material is what it pins.
     let data = secret.string_data.unwrap();
