@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use crate::launch::placement;
@@ -19,6 +19,9 @@ use crate::trust::{JoinMaterial, MATERIAL_ENV, TOKEN_ENV};
 
 /// The port the launcher's join listener takes in its pod.
 pub const JOIN_PORT: u16 = 7070;
+
+/// The longest name of a Kubernetes object the export makes.
+const MAX_NAME: usize = 63;
 
 /// How long an agent's pod keeps trying to reach the launcher (pods of
 /// one export start in any order, and images take time to pull).
@@ -123,6 +126,20 @@ fn export(args: &ExportArgs) -> Result<Vec<PathBuf>> {
     let names = Names::of(&program);
     let processes = placement::processes(&program);
     let agents = processes.len();
+    // Kubernetes names (and the Service's, a DNS label) are at most 63
+    // characters: refused here, before anything is made or written.
+    let agent_names = processes
+        .iter()
+        .filter_map(|p| p.needs.host.as_deref())
+        .map(|host| format!("{}-{}", names.agents(), kube_name(host)));
+    for name in agent_names.chain([names.launcher(), names.secret(), names.agents()]) {
+        if name.len() > MAX_NAME {
+            bail!(
+                "the Kubernetes name {name:?} would be {} characters, over the {MAX_NAME} allowed: shorten the program's name (or the host label)",
+                name.len()
+            );
+        }
+    }
     let host = args
         .launcher_host
         .clone()
@@ -297,5 +314,54 @@ fn write_manifest(path: &Path, object: &Value, private: bool) -> Result<()> {
         crate::launch::write_private(path, text.as_bytes())
     } else {
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args_for(program: PathBuf, output: PathBuf) -> ExportArgs {
+        ExportArgs {
+            target: Target::K8s,
+            program,
+            output,
+            image: "lp-host:latest".into(),
+            program_dir: "/program".into(),
+            namespace: "default".into(),
+            overrides: Vec::new(),
+            launcher_host: None,
+        }
+    }
+
+    #[test]
+    fn names_kubernetes_would_refuse_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n.wasm"), b"").unwrap();
+        let program = dir.path().join("program.toml");
+        let name = "a_program_whose_name_is_far_too_long_for_kubernetes_objects";
+        std::fs::write(
+            &program,
+            format!(
+                "[program]\nname = \"{name}\"\n\n[[node]]\nname = \"a\"\ncomponent = \"n.wasm\"\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("k8s");
+        let e = export(&args_for(program.clone(), out.clone())).unwrap_err();
+        assert!(format!("{e:#}").contains("over the 63 allowed"), "{e:#}");
+        assert!(!out.exists(), "nothing is written");
+
+        std::fs::write(
+            &program,
+            "[program]\nname = \"Short_One\"\n\n[[node]]\nname = \"a\"\ncomponent = \"n.wasm\"\n",
+        )
+        .unwrap();
+        let files = export(&args_for(program, out.clone())).unwrap();
+        assert_eq!(files.len(), 4);
+        let job: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("launcher.json")).unwrap())
+                .unwrap();
+        assert_eq!(job["metadata"]["name"], "lp-short-one-launcher");
     }
 }
