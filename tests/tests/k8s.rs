@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, Secret, Service};
+use k8s_openapi::api::core::v1::{Container, PodSpec, Secret, Service};
 use lp_host::trust::{JoinMaterial, JoinToken};
 use lp_tests::netns::Hosts;
 
@@ -52,15 +52,12 @@ fn parse<T: serde::de::DeserializeOwned + serde::Serialize>(dir: &Path, file: &s
     object
 }
 
+fn pod_spec(job: &Job) -> &PodSpec {
+    job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
 fn container(job: &Job) -> &Container {
-    &job.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
+    &pod_spec(job).containers[0]
 }
 
 fn pod_labels(job: &Job) -> BTreeMap<String, String> {
@@ -179,17 +176,7 @@ fn the_manifests_parse_and_every_reference_resolves() {
         spec.completions.unwrap()
     };
     assert_eq!((counts(&agents), counts(&pinned)), (2, 1));
-    let selector = |job: &Job| {
-        job.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .node_selector
-            .clone()
-    };
+    let selector = |job: &Job| pod_spec(job).node_selector.clone();
     assert_eq!(selector(&agents), None);
     assert_eq!(
         selector(&pinned)

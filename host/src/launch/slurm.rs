@@ -229,6 +229,12 @@ pub fn sbatch_options(program: &Program, processes: &[Process], nodes: u32) -> V
 /// `resources.host` can name a Slurm node.
 const AGENT_COMMAND: &str = r#"exec "$0" agent --quiet --token "$1" --host "$SLURMD_NODENAME""#;
 
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
 /// `text` as one word for sh.
 fn sh_quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -265,19 +271,6 @@ impl Job {
             }
             None => dir_path.join("slurm-%j.out"),
         };
-        let script = dir_path.join("agents.sh");
-        // One agent per node, labelled with the node's name (for
-        // `resources.host`); an agent's failure does not end the others
-        // (the launcher decides what a lost agent means).
-        let body = format!(
-            "#!/bin/sh\n# lp-host: the agents of one launch of {}, one per node of this job.\n\
-             exec srun --ntasks-per-node=1 --kill-on-bad-exit=0 /bin/sh -c {} {} {}\n",
-            program.name,
-            sh_quoted(AGENT_COMMAND),
-            sh_quoted(&exe.to_string_lossy()),
-            sh_quoted(&token.to_string_lossy()),
-        );
-        run_dir::write_private(&script, body.as_bytes())?;
         if let Some((id, _)) = allocation() {
             let step = Command::new("srun")
                 .arg(format!("--nodes={nodes}"))
@@ -299,26 +292,20 @@ impl Job {
                 cancelled: false,
             });
         }
-        let mut sbatch = vec![
-            "--parsable".to_string(),
-            format!("--job-name=lp-{}", program.name),
-            format!("--output={}", output.display()),
-        ];
-        sbatch.extend(sbatch_options(program, processes, nodes));
-        sbatch.push(script.to_string_lossy().into_owned());
-        tracing::debug!("submitting sbatch {sbatch:?}");
-        let args: Vec<&str> = sbatch.iter().map(String::as_str).collect();
-        let stdout = slurm_command("sbatch", &args).map_err(|e| {
-            anyhow::anyhow!(
-                "Slurm refused the job ({}): {e:#}\n  help: the options come from [program.slurm] and the nodes' resources{}",
-                sbatch_options(program, processes, nodes).join(" "),
-                match program.slurm.place.line_col {
-                    Some((line, _)) => format!(" ([program.slurm] is at {}:{line})", program.file.display()),
-                    None => String::new(),
-                }
-            )
-        })?;
-        let id = job_id(&stdout)?;
+        let script = dir_path.join("agents.sh");
+        // One agent per node, labelled with the node's name (for
+        // `resources.host`); an agent's failure does not end the others
+        // (the launcher decides what a lost agent means).
+        let body = format!(
+            "#!/bin/sh\n# lp-host: the agents of one launch of {}, one per node of this job.\n\
+             exec srun --ntasks-per-node=1 --kill-on-bad-exit=0 /bin/sh -c {} {} {}\n",
+            program.name,
+            sh_quoted(AGENT_COMMAND),
+            sh_quoted(&exe.to_string_lossy()),
+            sh_quoted(&token.to_string_lossy()),
+        );
+        run_dir::write_private(&script, body.as_bytes())?;
+        let id = submit_batch(program, processes, nodes, &output, &script)?;
         let output = PathBuf::from(output.to_string_lossy().replace("%j", &id));
         Ok(Job {
             id,
@@ -391,11 +378,20 @@ impl Job {
     /// `STATE|REASON` of the job while Slurm lists it; `None` once it has
     /// gone from the queue.
     fn state(&self) -> Result<Option<String>> {
-        match slurm_command("squeue", &["-h", "-j", &self.id, "-o", "%T|%r"]) {
-            Ok(listed) => Ok(listed.lines().next().map(|l| l.trim().to_string())),
-            Err(e) if format!("{e:#}").contains("Invalid job id") => Ok(None),
-            Err(e) => Err(e),
+        squeue_line(&self.id, "%T|%r")
+    }
+
+    /// Wait up to `limit` for Slurm to stop listing the job: whether it
+    /// did (an error from squeue ends the wait).
+    fn gone_within(&self, limit: Duration) -> Result<bool> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.state()?.is_none() {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(false)
     }
 
     /// The last lines of the job's output, to show with a failure.
@@ -403,8 +399,7 @@ impl Job {
         let Ok(text) = std::fs::read_to_string(&self.output) else {
             return String::new();
         };
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(10)..];
+        let tail = last_lines(&text, 10);
         if tail.is_empty() {
             return String::new();
         }
@@ -437,26 +432,18 @@ impl Job {
         }
         // Agents that have gone end their step, and the job with it: one
         // that ends so is COMPLETED in Slurm's books, not CANCELLED.
-        let deadline = std::time::Instant::now() + ENDS_ALONE_WITHIN;
-        while std::time::Instant::now() < deadline {
-            match self.state() {
-                Ok(None) => return,
-                Ok(Some(_)) => std::thread::sleep(Duration::from_millis(50)),
-                Err(_) => break,
-            }
+        if let Ok(true) = self.gone_within(ENDS_ALONE_WITHIN) {
+            return;
         }
         if let Err(e) = slurm_command("scancel", &[&self.id]) {
             tracing::warn!("{e:#}");
         }
-        let deadline = std::time::Instant::now() + CANCELLED_WITHIN;
-        while std::time::Instant::now() < deadline {
-            match self.state() {
-                Ok(None) => return,
-                Ok(Some(_)) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
-                    tracing::warn!("{e:#}");
-                    return;
-                }
+        match self.gone_within(CANCELLED_WITHIN) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                return;
             }
         }
         crate::errln!(
@@ -475,6 +462,39 @@ impl Drop for Job {
     fn drop(&mut self) {
         self.cancel();
     }
+}
+
+/// Submit `script` as a job of `nodes` nodes sized for `processes`, its
+/// output to `output` (`%j`: the job id); the job's id.
+fn submit_batch(
+    program: &Program,
+    processes: &[Process],
+    nodes: u32,
+    output: &Path,
+    script: &Path,
+) -> Result<String> {
+    let options = sbatch_options(program, processes, nodes);
+    let mut sbatch = vec![
+        "--parsable".to_string(),
+        format!("--job-name=lp-{}", program.name),
+        format!("--output={}", output.display()),
+    ];
+    sbatch.extend(options.iter().cloned());
+    // sbatch keeps its own copy of the script.
+    sbatch.push(script.to_string_lossy().into_owned());
+    tracing::debug!("submitting sbatch {sbatch:?}");
+    let args: Vec<&str> = sbatch.iter().map(String::as_str).collect();
+    let stdout = slurm_command("sbatch", &args).map_err(|e| {
+        anyhow::anyhow!(
+            "Slurm refused the job ({}): {e:#}\n  help: the options come from [program.slurm] and the nodes' resources{}",
+            options.join(" "),
+            match program.slurm.place.line_col {
+                Some((line, _)) => format!(" ([program.slurm] is at {}:{line})", program.file.display()),
+                None => String::new(),
+            }
+        )
+    })?;
+    job_id(&stdout)
 }
 
 /// `--detach`: submit a job whose batch step is this launch's launcher
@@ -499,17 +519,23 @@ pub fn detach(program: &Program, exe: &Path, args: &[String], logs_dir: &Path) -
         words.join(" ")
     );
     run_dir::write_private(&script, body.as_bytes())?;
-    let mut sbatch = vec![
-        "--parsable".to_string(),
-        format!("--job-name=lp-{}", program.name),
-        format!("--output={}", logs.join("launcher-%j.out").display()),
-    ];
-    sbatch.extend(sbatch_options(program, &processes, nodes));
-    // sbatch keeps its own copy of the script.
-    sbatch.push(script.to_string_lossy().into_owned());
-    let args: Vec<&str> = sbatch.iter().map(String::as_str).collect();
-    let stdout = slurm_command("sbatch", &args).context("Slurm refused the job")?;
-    job_id(&stdout)
+    submit_batch(
+        program,
+        &processes,
+        nodes,
+        &logs.join("launcher-%j.out"),
+        &script,
+    )
+}
+
+/// Slurm's line for `job` in squeue's `format`; `None` once Slurm no longer
+/// lists it.
+fn squeue_line(job: &str, format: &str) -> Result<Option<String>> {
+    match slurm_command("squeue", &["-h", "-j", job, "-o", format]) {
+        Ok(listed) => Ok(listed.lines().next().map(|l| l.trim().to_string())),
+        Err(e) if format!("{e:#}").contains("Invalid job id") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The job id `sbatch --parsable` printed (`id` or `id;cluster`).
@@ -529,12 +555,9 @@ fn listed(job: &str) -> Result<Option<[String; 5]>> {
     if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
         bail!("{job:?} is not a Slurm job id (a number, as `slurm: job N` printed)");
     }
-    let line = match slurm_command("squeue", &["-h", "-j", job, "-o", "%j|%T|%M|%D|%R"]) {
-        Ok(text) => text.lines().next().map(str::to_string),
-        Err(e) if format!("{e:#}").contains("Invalid job id") => None,
-        Err(e) => return Err(e),
+    let Some(line) = squeue_line(job, "%j|%T|%M|%D|%R")? else {
+        return Ok(None);
     };
-    let Some(line) = line else { return Ok(None) };
     let fields: Vec<String> = line.trim().splitn(5, '|').map(str::to_string).collect();
     let fields: [String; 5] = fields
         .try_into()
@@ -563,8 +586,7 @@ pub fn status(job: &str) -> Result<i32> {
     {
         println!("output: {file}");
         if let Ok(text) = std::fs::read_to_string(file) {
-            let lines: Vec<&str> = text.lines().collect();
-            for line in &lines[lines.len().saturating_sub(10)..] {
+            for line in last_lines(&text, 10) {
                 println!("  {line}");
             }
         }
