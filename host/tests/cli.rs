@@ -555,3 +555,18 @@ fn check_lists_what_each_process_asks_of_its_machine() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json.get("resources").is_none(), "{json}");
 }
+
+#[test]
+fn an_agent_refuses_an_offer_of_nothing_before_it_joins_anything() {
+    for (flag, value, said) in [
+        ("--cpus", "0", "--cpus 0: give a number of cpus above 0"),
+        ("--cpus", "NaN", "--cpus NaN: give a number of cpus above 0"),
+        ("--memory-mib", "0", "--memory-mib 0: give the MiB"),
+    ] {
+        // A token file that does not exist: the offer is checked first.
+        let out = lp_host(&["agent", flag, value, "--token", "/nonexistent/token"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(said), "{flag} {value}: {stderr}");
+    }
+}

@@ -218,6 +218,74 @@ fn consumer_producers_runs_with_its_producers_on_two_slurm_nodes() {
     }
 }
 
+/// The job id the launcher printed (`slurm: job N runs the agents ...`).
+fn job_id_of(err: &str) -> String {
+    err.lines()
+        .find_map(|l| l.strip_prefix("slurm: job "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no job id printed:\n{err}"))
+        .to_string()
+}
+
+#[test]
+fn processes_that_need_different_machines_get_a_heterogeneous_job() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    // A consumer of 2 cpus and four producers of 0.5 over three nodes of
+    // 2 cpus: the producers' component (their class comes first, as in
+    // the program) two nodes of 1 cpu, two producers each; the
+    // consumer's one node of 2 cpus.
+    let set = [
+        "--set",
+        "producer.replicas=4",
+        "--set",
+        "consumer.resources.cpus=2",
+        "--set",
+        "producer.resources.cpus=0.5",
+        "--set",
+        "program.slurm.nodes=3",
+    ];
+    let program = "examples/consumer_producers/program.toml";
+    let (code, out, err) = run(&cluster, program, "slurm", &set);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("[consumer] step 9: [9, 9, 9, 9]"), "{out}");
+    assert!(
+        err.contains("runs the agents (2 nodes of 1 cpu + 1 node of 2 cpus)"),
+        "{err}"
+    );
+    // Slurm's own record: a heterogeneous job of two components, sized so.
+    let shown = cluster.run(&format!("scontrol show job {}", job_id_of(&err)));
+    let shown = text(&shown.stdout);
+    let component = |offset: usize| -> (String, String) {
+        let record = shown
+            .split("\n\n")
+            .find(|r| r.contains(&format!("HetJobOffset={offset} ")))
+            .unwrap_or_else(|| panic!("no component {offset}:\n{shown}"));
+        let field = |name: &str| {
+            record
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {record}"))
+                .to_string()
+        };
+        (field("NumNodes="), field("CPUs/Task="))
+    };
+    assert_eq!(component(0), ("2".into(), "1".into()), "{shown}");
+    assert_eq!(component(1), ("1".into(), "2".into()), "{shown}");
+    // Each agent offered its component's size: the consumer alone on its
+    // node, the producers two by two on the other two.
+    let consumer = slurm_node_of(&err, "consumer");
+    let mut producers: Vec<String> = (0..4)
+        .map(|r| slurm_node_of(&err, &format!("producer/{r}")))
+        .collect();
+    assert!(!producers.contains(&consumer), "{err}");
+    producers.sort();
+    producers.dedup();
+    assert_eq!(producers.len(), 2, "{err}");
+    assert_nothing_left(&cluster);
+}
+
 #[test]
 fn a_node_that_crashes_on_one_slurm_node_ends_the_job_and_is_named() {
     let Some(cluster) = Cluster::up(3) else {

@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result, bail};
 use sha2::Digest as _;
 use tokio_stream::StreamExt;
 
+use super::placement::Offer;
 use super::workers::agents::RemoteStart;
 use super::workers::local::LocalProcesses;
 use super::workers::{RunningWorker, Spawner};
@@ -42,6 +43,20 @@ pub struct AgentArgs {
     #[arg(long, default_value = "")]
     pub host: String,
 
+    /// Offer this many cpus to the launch (default: this machine's, as
+    /// this process may use them). A Slurm job or a Kubernetes pod gives
+    /// its agent what it was allocated.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    /// Offer this much memory, in MiB (default: this machine's MemTotal).
+    #[arg(long, value_name = "MIB")]
+    pub memory_mib: Option<u64>,
+
+    /// Offer this many gpus (default: $LP_GPUS, else none).
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u64>,
+
     /// After a launch, wait for the next token at --token FILE (a new
     /// launch writes one there) and join that launch too; until killed.
     #[arg(long, requires = "token")]
@@ -63,6 +78,11 @@ pub struct AgentArgs {
 
 /// Run an agent; returns the process exit code.
 pub fn main(args: AgentArgs) -> i32 {
+    // What it offers is checked before it joins anything.
+    if let Err(e) = offer(&args) {
+        crate::errln!("error: agent: {e:#}");
+        return 2;
+    }
     if let (true, Some(file)) = (args.stay, &args.token) {
         let mut last = String::new();
         loop {
@@ -184,18 +204,15 @@ fn run(args: &AgentArgs, token: JoinToken) -> Result<()> {
     let workers: Arc<Running> = Arc::default();
 
     let (up, up_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (cpus, memory_mib) = this_machine();
+    let offer = offer(args)?;
     let _ = up.send(AgentEvent {
         kind: Some(agent_event::Kind::Hello(AgentHello {
             agent: joined.agent,
             address: address.to_string(),
             host: args.host.clone(),
-            cpus,
-            memory_mib,
-            gpus: std::env::var("LP_GPUS")
-                .ok()
-                .and_then(|g| g.parse().ok())
-                .unwrap_or(0),
+            cpus: offer.cpus,
+            memory_mib: offer.memory_mib.unwrap_or(0),
+            gpus: u32::try_from(offer.gpus).unwrap_or(u32::MAX),
             version: env!("CARGO_PKG_VERSION").to_string(),
         })),
     });
@@ -342,16 +359,23 @@ fn local_address_towards(launcher: SocketAddr) -> Result<std::net::IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// The cores and memory (MiB) of this machine.
-fn this_machine() -> (f64, u64) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let memory_mib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib / 1024)
-        })
-        .unwrap_or(0);
-    (cpus, memory_mib)
+/// What this agent offers: its machine, less what it was told to offer.
+fn offer(args: &AgentArgs) -> Result<Offer> {
+    let mut offer = Offer::of_this_machine(None)?;
+    if let Some(cpus) = args.cpus {
+        if !(cpus.is_finite() && cpus > 0.0) {
+            bail!("--cpus {cpus}: give a number of cpus above 0, e.g. --cpus 2 or --cpus 0.5");
+        }
+        offer.cpus = cpus;
+    }
+    if let Some(memory_mib) = args.memory_mib {
+        if memory_mib == 0 {
+            bail!("--memory-mib 0: give the MiB this agent offers, e.g. --memory-mib 4096");
+        }
+        offer.memory_mib = Some(memory_mib);
+    }
+    if let Some(gpus) = args.gpus {
+        offer.gpus = gpus;
+    }
+    Ok(offer)
 }

@@ -59,8 +59,11 @@ pub enum Recruit {
     /// program on one machine, and for tests); `exe`: the lp-host binary
     /// they run (default: as workers find it).
     Local { exe: Option<PathBuf> },
-    /// A Slurm job, one agent per node (`--launch slurm`).
-    Slurm(slurm::JobOptions),
+    /// A Slurm job, one agent per node of `layout` (`--launch slurm`).
+    Slurm {
+        job: slurm::JobOptions,
+        layout: super::classes::Layout,
+    },
     /// Started elsewhere (pods of a Kubernetes export) with a token made
     /// ahead, whose material the join listener presents.
     Prepared(Arc<JoinMaterial>),
@@ -70,7 +73,7 @@ impl Recruit {
     /// How the launcher's lines about the agents begin.
     fn prefix(&self) -> &'static str {
         match self {
-            Recruit::Slurm(_) => "slurm",
+            Recruit::Slurm { .. } => "slurm",
             _ => "hosts",
         }
     }
@@ -129,24 +132,18 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
     };
     let token_path = match (&hosts.token_file, &hosts.recruit) {
         // The job's agents read the token in the job's own directory.
-        (_, Recruit::Slurm(job)) => {
+        (_, Recruit::Slurm { job, layout }) => {
             let exe = match &job.agent_exe {
                 Some(exe) => exe.clone(),
                 None => std::path::absolute(worker_exe(&options)?)?,
             };
-            let wanted = placement::processes(&plan.program);
-            let submitted = slurm::Job::submit(
-                &plan.program,
-                &wanted,
-                hosts.agents as u32,
-                job,
-                &exe,
-                |file| token.write_file(file),
-            )?;
+            let submitted = slurm::Job::submit(&plan.program, layout, job, &exe, |file| {
+                token.write_file(file)
+            })?;
             crate::errln!(
-                "slurm: {} runs the agents ({} node(s)); they join at {listen}",
+                "slurm: {} runs the agents ({}); they join at {listen}",
                 submitted.describe(),
-                hosts.agents
+                layout.describe("node")
             );
             let file = submitted.dir().join("join.token");
             crew.job = Some(submitted);
@@ -187,7 +184,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             hosts.agents,
             token_path.display()
         ),
-        Recruit::Slurm(_) => {}
+        Recruit::Slurm { .. } => {}
         Recruit::Prepared(_) => crate::errln!(
             "hosts: waiting for {} agent(s) at {listen} (they hold the token prepared with this launch's join material)",
             hosts.agents

@@ -4,6 +4,7 @@
 //! runtime.
 
 pub mod agent;
+pub mod classes;
 pub mod end;
 pub mod hosts;
 pub mod local_mp;

@@ -437,7 +437,7 @@ fn why_not(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn agent(id: u32, host: Option<&str>, cpus: f64, memory_mib: u64, gpus: u64) -> Agent {
@@ -452,7 +452,14 @@ mod tests {
         }
     }
 
-    fn process(name: &str, cpus: f64, memory_mib: u64, gpus: u64, host: Option<&str>) -> Process {
+    /// A process named `name` that needs so much (written at 7:13).
+    pub(crate) fn process(
+        name: &str,
+        cpus: f64,
+        memory_mib: u64,
+        gpus: u64,
+        host: Option<&str>,
+    ) -> Process {
         Process {
             nodes: vec![0],
             names: vec![name.to_string()],

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
+use super::classes::{self, Layout};
 use super::hosts::{HostsOptions, Recruit};
 use super::placement::{self, Process};
 use super::run_dir;
@@ -30,16 +31,16 @@ pub fn hosts_options(
     join_timeout: Duration,
 ) -> Result<HostsOptions> {
     let processes = placement::processes(program);
-    let nodes = nodes_wanted(program, &processes)?;
+    let layout = layout(program, &processes)?;
     let listen = match listen {
         Some(listen) => listen,
         None => SocketAddr::new(address_toward_controller()?, 0),
     };
     Ok(HostsOptions {
         listen,
-        agents: nodes as usize,
+        agents: layout.machines() as usize,
         token_file: None,
-        recruit: Recruit::Slurm(job),
+        recruit: Recruit::Slurm { job, layout },
         join_timeout,
     })
 }
@@ -72,14 +73,39 @@ pub struct Job {
 
 /// The Slurm allocation this process runs in, if any (`salloc`, a batch
 /// script, or a `--detach`ed launch).
-fn allocation() -> Option<(String, u32)> {
-    let id = std::env::var("SLURM_JOB_ID").ok()?;
-    let nodes = std::env::var("SLURM_JOB_NUM_NODES")
-        .or_else(|_| std::env::var("SLURM_NNODES"))
-        .ok()?
-        .parse()
-        .ok()?;
-    Some((id, nodes))
+struct Allocation {
+    id: String,
+    /// Nodes in all.
+    nodes: u32,
+    /// A heterogeneous allocation's nodes, component by component.
+    components: Vec<u32>,
+}
+
+fn allocation() -> Option<Allocation> {
+    let var = |name: &str| std::env::var(name).ok();
+    let id = var("SLURM_JOB_ID")?;
+    let components: Vec<u32> = match var("SLURM_HET_SIZE").and_then(|n| n.parse::<u32>().ok()) {
+        Some(size) => (0..size)
+            .map(|k| {
+                var(&format!("SLURM_JOB_NUM_NODES_HET_GROUP_{k}"))?
+                    .parse()
+                    .ok()
+            })
+            .collect::<Option<_>>()?,
+        None => Vec::new(),
+    };
+    let nodes = match components.is_empty() {
+        true => var("SLURM_JOB_NUM_NODES")
+            .or_else(|| var("SLURM_NNODES"))?
+            .parse()
+            .ok()?,
+        false => components.iter().sum(),
+    };
+    Some(Allocation {
+        id,
+        nodes,
+        components,
+    })
 }
 
 /// Slurm's states of a job that will not start, or has ended.
@@ -145,20 +171,33 @@ pub fn address_toward_controller() -> Result<IpAddr> {
     Ok(ip)
 }
 
-/// How many nodes the job asks for: `[program.slurm] nodes`, else one per
-/// process, at most as many as the partition has.
-pub fn nodes_wanted(program: &Program, processes: &[Process]) -> Result<u32> {
-    if let Some((id, nodes)) = allocation() {
-        return match program.slurm.nodes {
-            Some(wanted) if wanted > nodes => bail!(
-                "slurm.nodes is {wanted}, but this allocation (job {id}) has {nodes} node(s)\n  help: ask salloc/sbatch for {wanted} nodes, or set program.slurm.nodes={nodes}"
-            ),
-            Some(wanted) => Ok(wanted),
-            None => Ok((processes.len() as u32).clamp(1, nodes)),
-        };
+/// The nodes the job asks for (`classes::layout`, whole cpus): `[program.slurm]
+/// nodes` of them, else one per process, at most as many as the partition
+/// (or the allocation this runs in) has.
+pub fn layout(program: &Program, processes: &[Process]) -> Result<Layout> {
+    layout_of_any_cpus(program, processes).map(Layout::whole_cpus)
+}
+
+fn layout_of_any_cpus(program: &Program, processes: &[Process]) -> Result<Layout> {
+    if let Some(allocation) = allocation() {
+        let nodes = program
+            .slurm
+            .nodes
+            .unwrap_or_else(|| (processes.len() as u32).clamp(1, allocation.nodes));
+        let layout = classes::layout(processes, nodes);
+        let wanted = layout.machines();
+        if wanted > allocation.nodes {
+            bail!(
+                "the program asks for {wanted} node(s), but this allocation (job {}) has {}\n  help: ask salloc/sbatch for {wanted} nodes, or set program.slurm.nodes={}",
+                allocation.id,
+                allocation.nodes,
+                allocation.nodes
+            );
+        }
+        return Ok(layout);
     }
     if let Some(nodes) = program.slurm.nodes {
-        return Ok(nodes);
+        return Ok(classes::layout(processes, nodes));
     }
     let mut args = vec!["-h", "-o", "%D"];
     if let Some(partition) = &program.slurm.partition {
@@ -179,55 +218,86 @@ pub fn nodes_wanted(program: &Program, processes: &[Process]) -> Result<u32> {
                 .map_or(String::new(), |p| format!(" in partition {p:?}"))
         );
     }
-    Ok((processes.len() as u32).clamp(1, in_partition))
+    Ok(classes::layout(
+        processes,
+        (processes.len() as u32).clamp(1, in_partition),
+    ))
 }
 
-/// The sbatch options that ask for `nodes` nodes able to hold the
-/// program's processes: per node, the most any one process needs, or an
-/// even share of what all of them need if that is more; host labels
-/// become the nodes the job must include.
-pub fn sbatch_options(program: &Program, processes: &[Process], nodes: u32) -> Vec<String> {
-    let mut options = vec![format!("--nodes={nodes}"), "--ntasks-per-node=1".into()];
-    let share = |total: f64| (total / f64::from(nodes.max(1))).ceil();
-    let largest = |need: fn(&Process) -> f64| processes.iter().map(need).fold(0.0, f64::max);
-    let total = |need: fn(&Process) -> f64| processes.iter().map(need).sum::<f64>();
-    let per_node = |need: fn(&Process) -> f64| largest(need).ceil().max(share(total(need)));
-    let cpus = per_node(|p| p.needs.cpus);
-    if cpus > 0.0 {
-        options.push(format!("--cpus-per-task={cpus}"));
-    }
-    let memory = per_node(|p| p.needs.memory_mib as f64);
-    if memory > 0.0 {
-        options.push(format!("--mem={memory}M"));
-    }
-    let gpus = per_node(|p| p.needs.gpus as f64);
-    if gpus > 0.0 {
-        options.push(format!("--gres=gpu:{gpus}"));
-    }
-    let mut hosts: Vec<&str> = processes
+/// The sbatch options of the job's components, one list per group of
+/// `layout` (several: a heterogeneous job): its nodes, one agent on each,
+/// what each node must hold, the host it must be, then `[program.slurm]`.
+pub fn sbatch_components(program: &Program, layout: &Layout) -> Vec<Vec<String>> {
+    layout
+        .groups()
         .iter()
-        .filter_map(|p| p.needs.host.as_deref())
-        .collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    if !hosts.is_empty() {
-        options.push(format!("--nodelist={}", hosts.join(",")));
+        .map(|group| {
+            let mut options = vec![
+                format!("--nodes={}", group.machines),
+                "--ntasks-per-node=1".into(),
+            ];
+            let size = group.size;
+            if size.cpus > 0.0 {
+                options.push(format!("--cpus-per-task={}", size.cpus));
+            }
+            if size.memory_mib > 0 {
+                options.push(format!("--mem={}M", size.memory_mib));
+            }
+            if size.gpus > 0 {
+                options.push(format!("--gres=gpu:{}", size.gpus));
+            }
+            if let Some(host) = &group.host {
+                options.push(format!("--nodelist={host}"));
+            }
+            let slurm = &program.slurm;
+            if let Some(partition) = &slurm.partition {
+                options.push(format!("--partition={partition}"));
+            }
+            if let Some(time) = &slurm.time {
+                options.push(format!("--time={time}"));
+            }
+            options.extend(slurm.sbatch.iter().cloned());
+            options
+        })
+        .collect()
+}
+
+/// `srun`'s arguments for the agents of `layout`, an agent on each node,
+/// labelled with the node's name and (when the layout sizes its groups)
+/// offering what its component was given; `het`: one component of a
+/// heterogeneous allocation per group.
+fn srun_args(layout: &Layout, het: bool, exe: &Path, token: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for (k, group) in layout.groups().iter().enumerate() {
+        if k > 0 {
+            args.push(":".to_string());
+        }
+        if het {
+            args.push(format!("--het-group={k}"));
+        }
+        args.extend([
+            format!("--nodes={}", group.machines),
+            format!("--ntasks={}", group.machines),
+            "--ntasks-per-node=1".into(),
+            "--kill-on-bad-exit=0".into(),
+            "/bin/sh".into(),
+            "-c".into(),
+            AGENT_COMMAND.into(),
+            exe.to_string_lossy().into_owned(),
+            token.to_string_lossy().into_owned(),
+        ]);
+        if het || layout.offers_sizes() {
+            args.extend(group.size.agent_args());
+        }
     }
-    let slurm = &program.slurm;
-    if let Some(partition) = &slurm.partition {
-        options.push(format!("--partition={partition}"));
-    }
-    if let Some(time) = &slurm.time {
-        options.push(format!("--time={time}"));
-    }
-    options.extend(slurm.sbatch.iter().cloned());
-    options
+    args
 }
 
 /// What each of the job's tasks runs (`sh -c`, `$0` the lp-host binary,
-/// `$1` the token file): an agent labelled with its node's name, so that
-/// `resources.host` can name a Slurm node.
-const AGENT_COMMAND: &str = r#"exec "$0" agent --quiet --token "$1" --host "$SLURMD_NODENAME""#;
+/// `$1` the token file, then the agent's offer): an agent labelled with
+/// its node's name, so that `resources.host` can name a Slurm node.
+const AGENT_COMMAND: &str =
+    r#"t=$1; shift; exec "$0" agent --quiet --token "$t" --host "$SLURMD_NODENAME" "$@""#;
 
 /// The last `n` lines of `text`.
 fn last_lines(text: &str, n: usize) -> Vec<&str> {
@@ -241,13 +311,12 @@ fn sh_quoted(text: &str) -> String {
 }
 
 impl Job {
-    /// Start `nodes` agents that join with the token `write_token` writes
-    /// into the job's private directory: as a job of their own, or (inside
-    /// an allocation) as a step of it.
+    /// Start the agents of `layout` (one per node), which join with the
+    /// token `write_token` writes into the job's private directory: as a
+    /// job of their own, or (inside an allocation) as a step of it.
     pub fn submit(
         program: &Program,
-        processes: &[Process],
-        nodes: u32,
+        layout: &Layout,
         options: &JobOptions,
         exe: &Path,
         write_token: impl FnOnce(&Path) -> Result<()>,
@@ -271,21 +340,17 @@ impl Job {
             }
             None => dir_path.join("slurm-%j.out"),
         };
-        if let Some((id, _)) = allocation() {
+        if let Some(allocation) = allocation() {
+            let het = step_is_heterogeneous(&allocation, layout)?;
             let step = Command::new("srun")
-                .arg(format!("--nodes={nodes}"))
-                .arg(format!("--ntasks={nodes}"))
-                .args(["--ntasks-per-node=1", "--kill-on-bad-exit=0"])
                 .arg(format!("--output={}", output.display()))
-                .args(["/bin/sh", "-c", AGENT_COMMAND])
-                .arg(exe)
-                .arg(&token)
+                .args(srun_args(layout, het, exe, &token))
                 .stdin(std::process::Stdio::null())
                 .spawn()
                 .context("cannot run srun (is Slurm's client installed and on PATH?)")?;
-            let output = PathBuf::from(output.to_string_lossy().replace("%j", &id));
+            let output = PathBuf::from(output.to_string_lossy().replace("%j", &allocation.id));
             return Ok(Job {
-                id,
+                id: allocation.id,
                 dir,
                 output,
                 step: Some(step),
@@ -296,16 +361,19 @@ impl Job {
         // One agent per node, labelled with the node's name (for
         // `resources.host`); an agent's failure does not end the others
         // (the launcher decides what a lost agent means).
+        let het = layout.groups().len() > 1;
+        let words: Vec<String> = srun_args(layout, het, exe, &token)
+            .iter()
+            .map(|w| sh_quoted(w))
+            .collect();
         let body = format!(
             "#!/bin/sh\n# lp-host: the agents of one launch of {}, one per node of this job.\n\
-             exec srun --ntasks-per-node=1 --kill-on-bad-exit=0 /bin/sh -c {} {} {}\n",
+             exec srun {}\n",
             program.name,
-            sh_quoted(AGENT_COMMAND),
-            sh_quoted(&exe.to_string_lossy()),
-            sh_quoted(&token.to_string_lossy()),
+            words.join(" "),
         );
         run_dir::write_private(&script, body.as_bytes())?;
-        let id = submit_batch(program, processes, nodes, &output, &script)?;
+        let id = submit_batch(program, layout, &output, &script)?;
         let output = PathBuf::from(output.to_string_lossy().replace("%j", &id));
         Ok(Job {
             id,
@@ -464,22 +532,28 @@ impl Drop for Job {
     }
 }
 
-/// Submit `script` as a job of `nodes` nodes sized for `processes`, its
-/// output to `output` (`%j`: the job id); the job's id.
+/// Submit `script` as a job of the nodes of `layout` (a heterogeneous
+/// job when it has several groups), its output to `output` (`%j`: the
+/// job id); the job's id.
 fn submit_batch(
     program: &Program,
-    processes: &[Process],
-    nodes: u32,
+    layout: &Layout,
     output: &Path,
     script: &Path,
 ) -> Result<String> {
-    let options = sbatch_options(program, processes, nodes);
+    let components = sbatch_components(program, layout);
     let mut sbatch = vec![
         "--parsable".to_string(),
         format!("--job-name=lp-{}", program.name),
         format!("--output={}", output.display()),
     ];
-    sbatch.extend(options.iter().cloned());
+    let shown: Vec<String> = components.iter().map(|c| c.join(" ")).collect();
+    for (k, options) in components.into_iter().enumerate() {
+        if k > 0 {
+            sbatch.push(":".into());
+        }
+        sbatch.extend(options);
+    }
     // sbatch keeps its own copy of the script.
     sbatch.push(script.to_string_lossy().into_owned());
     tracing::debug!("submitting sbatch {sbatch:?}");
@@ -487,7 +561,7 @@ fn submit_batch(
     let stdout = slurm_command("sbatch", &args).map_err(|e| {
         anyhow::anyhow!(
             "Slurm refused the job ({}): {e:#}\n  help: the options come from [program.slurm] and the nodes' resources{}",
-            options.join(" "),
+            shown.join(" : "),
             match program.slurm.place.line_col {
                 Some((line, _)) => format!(" ([program.slurm] is at {}:{line})", program.file.display()),
                 None => String::new(),
@@ -497,13 +571,32 @@ fn submit_batch(
     job_id(&stdout)
 }
 
+/// Whether the agents' step inside `allocation` runs one component per
+/// group of `layout`: in a heterogeneous allocation (a `--detach`ed
+/// launch's own job) that must be made of the same groups; in a plain one
+/// the agents offer their nodes as they are.
+fn step_is_heterogeneous(allocation: &Allocation, layout: &Layout) -> Result<bool> {
+    if allocation.components.is_empty() {
+        return Ok(false);
+    }
+    let wanted: Vec<u32> = layout.groups().iter().map(|g| g.machines).collect();
+    if allocation.components != wanted {
+        bail!(
+            "this heterogeneous allocation (job {}) has components of {:?} node(s), but the program's resource classes ask for {wanted:?}\n  help: run from a plain allocation (one component), or let lp-host submit the job",
+            allocation.id,
+            allocation.components
+        );
+    }
+    Ok(true)
+}
+
 /// `--detach`: submit a job whose batch step is this launch's launcher
 /// (`lp-host` with `args`, which run it under `--launch slurm` inside the
 /// allocation, its agents a step of it), and return the job's id at once.
 /// The launcher's own output goes to `logs_dir`/launcher-<job>.out.
 pub fn detach(program: &Program, exe: &Path, args: &[String], logs_dir: &Path) -> Result<String> {
     let processes = placement::processes(program);
-    let nodes = nodes_wanted(program, &processes)?;
+    let layout = layout(program, &processes)?;
     std::fs::create_dir_all(logs_dir)
         .with_context(|| format!("cannot create {}", logs_dir.display()))?;
     let logs = std::path::absolute(logs_dir)?;
@@ -519,13 +612,7 @@ pub fn detach(program: &Program, exe: &Path, args: &[String], logs_dir: &Path) -
         words.join(" ")
     );
     run_dir::write_private(&script, body.as_bytes())?;
-    submit_batch(
-        program,
-        &processes,
-        nodes,
-        &logs.join("launcher-%j.out"),
-        &script,
-    )
+    submit_batch(program, &layout, &logs.join("launcher-%j.out"), &script)
 }
 
 /// Slurm's line for `job` in squeue's `format`; `None` once Slurm no longer
@@ -680,7 +767,7 @@ mod tests {
     }
 
     #[test]
-    fn resources_become_per_node_sbatch_options() {
+    fn each_resource_class_is_a_component_of_a_heterogeneous_job() {
         let p = program(&[
             "learner.resources.cpus=2",
             "learner.resources.memory_mib=4096",
@@ -689,24 +776,45 @@ mod tests {
             "actor.resources.memory_mib=512",
         ]);
         let processes = placement::processes(&p);
-        // Two nodes: the learner alone needs 2 cpus, 4 GiB, a gpu; all of
-        // them together (4 cpus, 6 GiB, 1 gpu) in an even share 2 cpus,
-        // 3 GiB, 1 gpu: the larger of the two per node.
+        // Three nodes: the learner's class one node sized for it, the four
+        // actors two nodes, each holding two of them (1 cpu, 1 GiB).
+        let layout = classes::layout(&processes, 3);
+        let common = ["--partition=lp", "--time=10", "--account=rl"];
+        let components = sbatch_components(&p, &layout);
         assert_eq!(
-            sbatch_options(&p, &processes, 2),
+            components,
             [
-                "--nodes=2",
-                "--ntasks-per-node=1",
-                "--cpus-per-task=2",
-                "--mem=4096M",
-                "--gres=gpu:1",
-                "--partition=lp",
-                "--time=10",
-                "--account=rl",
+                [
+                    &["--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=2"][..],
+                    &["--mem=4096M", "--gres=gpu:1"],
+                    &common
+                ]
+                .concat(),
+                [
+                    &["--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1"][..],
+                    &["--mem=1024M"],
+                    &common
+                ]
+                .concat(),
             ]
         );
-        // One node must hold all of it.
-        let one = sbatch_options(&p, &processes, 1);
+        // Its agents offer what their component holds, each group a
+        // component of the step.
+        let args = srun_args(&layout, true, Path::new("/lp-host"), Path::new("/t"));
+        let groups: Vec<&[String]> = args.split(|w| w == ":").collect();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0][0], "--het-group=0");
+        assert!(
+            groups[0].ends_with(
+                &["--cpus", "2", "--memory-mib", "4096", "--gpus", "1"].map(String::from)
+            )
+        );
+        assert_eq!(groups[1][0], "--het-group=1");
+        assert!(groups[1].ends_with(&["--cpus", "1", "--memory-mib", "1024"].map(String::from)));
+
+        // One node must hold all of it: one component, the whole program.
+        let one = classes::layout(&processes, 1);
+        let one = &sbatch_components(&p, &one)[0];
         assert!(one.contains(&"--cpus-per-task=4".to_string()), "{one:?}");
         assert!(one.contains(&"--mem=6144M".to_string()), "{one:?}");
     }
@@ -715,17 +823,37 @@ mod tests {
     fn asking_nothing_asks_slurm_for_nodes_only_and_host_labels_name_nodes() {
         let p = program(&["learner.resources.host=\"n3\""]);
         let mut processes = placement::processes(&p);
+        let components = sbatch_components(&p, &classes::layout(&processes, 3));
+        assert_eq!(components.len(), 2, "{components:?}");
         assert_eq!(
-            sbatch_options(&p, &processes, 3)[..3],
-            ["--nodes=3", "--ntasks-per-node=1", "--nodelist=n3"]
+            components[0][..3],
+            ["--nodes=1", "--ntasks-per-node=1", "--nodelist=n3"]
+        );
+        assert_eq!(
+            components[1][..3],
+            ["--nodes=2", "--ntasks-per-node=1", "--partition=lp"]
         );
         processes
             .iter_mut()
             .for_each(|p| p.needs = Resources::default());
+        let layout = classes::layout(&processes, 3);
         assert_eq!(
-            sbatch_options(&p, &processes, 3)[..3],
-            ["--nodes=3", "--ntasks-per-node=1", "--partition=lp"]
+            sbatch_components(&p, &layout),
+            [[
+                "--nodes=3",
+                "--ntasks-per-node=1",
+                "--partition=lp",
+                "--time=10",
+                "--account=rl"
+            ]]
         );
+        // Not sized: the agents offer their nodes.
+        let args = srun_args(&layout, false, Path::new("/lp-host"), Path::new("/t"));
+        assert!(
+            args.ends_with(&["/lp-host".to_string(), "/t".to_string()]),
+            "{args:?}"
+        );
+        assert!(!args.iter().any(|a| a.starts_with("--het-group")));
     }
 
     #[test]
