@@ -1,8 +1,8 @@
 //! `lp-host export k8s`: Kubernetes manifests that run a program as the
 //! multi-host launch does: the launcher as a Job (one pod, `--launch hosts`
-//! listening at its pod IP), the agents as indexed Jobs (one pod per
-//! process of the program, each sized for the largest of its Job; one Job
-//! per `resources.host`, pinned to that node), a headless Service
+//! listening at its pod IP), the agents as indexed Jobs (one per resource
+//! class: a pod per process, each sized for one, offering that size; a
+//! `resources.host`'s processes in one pod pinned to that node), a headless Service
 //! that names the launcher for the agents, and a Secret with the join
 //! material made here (the agents' token pins the launcher's join
 //! certificate, as a launcher's own token does). Written as JSON, one file
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
+use crate::launch::classes::{self, Size};
 use crate::launch::placement;
 use crate::program::{Override, Program};
 use crate::trust::{JoinMaterial, MATERIAL_ENV, TOKEN_ENV};
@@ -125,13 +126,13 @@ fn export(args: &ExportArgs) -> Result<Vec<PathBuf>> {
         crate::program::load(&args.program, &args.overrides).map_err(|d| anyhow::anyhow!("{d}"))?;
     let names = Names::of(&program);
     let processes = placement::processes(&program);
-    let agents = processes.len();
+    // A pod per process (a host's processes share one).
+    let layout = classes::layout(&processes, processes.len() as u32);
+    let agents = layout.machines();
     // Kubernetes names (and the Service's, a DNS label) are at most 63
     // characters: refused here, before anything is made or written.
-    let agent_names = processes
-        .iter()
-        .filter_map(|p| p.needs.host.as_deref())
-        .map(|host| format!("{}-{}", names.agents(), kube_name(host)));
+    let agent_jobs = agent_job_names(&names, &layout);
+    let agent_names = agent_jobs.iter().map(|(name, _)| name.clone());
     for name in agent_names.chain([names.launcher(), names.secret(), names.agents()]) {
         if name.len() > MAX_NAME {
             bail!(
@@ -213,41 +214,36 @@ fn export(args: &ExportArgs) -> Result<Vec<PathBuf>> {
             },
         },
     });
-    // One agents' Job per host label (its pods pinned to that node), and
-    // one for the processes that name none.
-    let mut groups: Vec<(Option<String>, Vec<placement::Process>)> = Vec::new();
-    for process in &processes {
-        let host = process.needs.host.clone();
-        match groups.iter_mut().find(|(h, _)| *h == host) {
-            Some((_, members)) => members.push(process.clone()),
-            None => groups.push((host, vec![process.clone()])),
-        }
-    }
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
-    let agent_jobs: Vec<(String, Value)> = groups
+    // One agents' Job per resource class (`classes::layout`, a pod per
+    // process): a class of processes that need the same, each pod sized
+    // for one; a host label's processes, one pod pinned to that node and
+    // sized for all of them. Each agent offers its pod's size.
+    let agent_jobs: Vec<(String, Value)> = layout
+        .groups()
         .iter()
-        .map(|(host, members)| {
-            let (name, file) = match host {
-                None => (names.agents(), "agents.json".to_string()),
-                Some(host) => {
-                    let tail = kube_name(host);
-                    (format!("{}-{tail}", names.agents()), format!("agents-{tail}.json"))
-                }
-            };
+        .zip(agent_jobs)
+        .map(|(group, (name, file))| {
+            let mut command: Vec<String> = [
+                "lp-host", "agent", "--quiet", "--host", "$(NODE_NAME)", "--wait-secs",
+            ]
+            .map(String::from)
+            .into();
+            command.push(AGENT_WAIT_SECS.to_string());
+            command.extend(group.size.agent_args());
             let mut pod = json!({
                 "restartPolicy": "Never",
                 "containers": [{
                     "name": "agent",
                     "image": args.image,
-                    "command": ["lp-host", "agent", "--quiet", "--host", "$(NODE_NAME)", "--wait-secs", AGENT_WAIT_SECS.to_string()],
+                    "command": command,
                     "env": [
                         { "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
                         secret_env(TOKEN_ENV, "token"),
                     ],
-                    "resources": agent_resources(members),
+                    "resources": pod_resources(&group.size),
                 }],
             });
-            if let Some(host) = host {
+            if let Some(host) = &group.host {
                 // resources.host names a node: the agent's label is its node's name.
                 pod["nodeSelector"] = json!({ "kubernetes.io/hostname": host });
             }
@@ -257,8 +253,8 @@ fn export(args: &ExportArgs) -> Result<Vec<PathBuf>> {
                 "metadata": { "name": name, "namespace": args.namespace, "labels": labels("agent") },
                 "spec": {
                     "completionMode": "Indexed",
-                    "completions": members.len(),
-                    "parallelism": members.len(),
+                    "completions": group.machines,
+                    "parallelism": group.machines,
                     "backoffLimit": 0,
                     "template": { "metadata": { "labels": labels("agent") }, "spec": pod },
                 },
@@ -283,23 +279,47 @@ fn export(args: &ExportArgs) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Each agent pod's requests and limits: what the largest process needs
-/// (cpus, memory_mib as Mi, gpus as nvidia.com/gpu); none if none asks.
-fn agent_resources(processes: &[placement::Process]) -> Value {
-    let largest =
-        |need: fn(&placement::Process) -> f64| processes.iter().map(need).fold(0.0, f64::max);
+/// The name and file of each group's agents' Job: `<base>-agents` (a
+/// program of one class), `-c1`, `-c2`, ... for several, and
+/// `-<host>` for a host's.
+fn agent_job_names(names: &Names, layout: &classes::Layout) -> Vec<(String, String)> {
+    let sized = layout.groups().iter().filter(|g| g.host.is_none()).count();
+    let mut unlabelled = 0;
+    layout
+        .groups()
+        .iter()
+        .map(|group| {
+            let tail = match &group.host {
+                Some(host) => kube_name(host),
+                None if sized == 1 => return (names.agents(), "agents.json".to_string()),
+                None => {
+                    unlabelled += 1;
+                    format!("c{unlabelled}")
+                }
+            };
+            (
+                format!("{}-{tail}", names.agents()),
+                format!("agents-{tail}.json"),
+            )
+        })
+        .collect()
+}
+
+/// An agent pod's requests and limits: `size` (cpus as millicpus,
+/// memory_mib as Mi, gpus as nvidia.com/gpu); none if it asks nothing.
+fn pod_resources(size: &Size) -> Value {
     let mut amounts = serde_json::Map::new();
-    let cpus = largest(|p| p.needs.cpus);
-    if cpus > 0.0 {
-        amounts.insert("cpu".into(), json!(format!("{}m", (cpus * 1000.0).ceil())));
+    if size.cpus > 0.0 {
+        amounts.insert(
+            "cpu".into(),
+            json!(format!("{}m", (size.cpus * 1000.0).ceil())),
+        );
     }
-    let memory = largest(|p| p.needs.memory_mib as f64);
-    if memory > 0.0 {
-        amounts.insert("memory".into(), json!(format!("{memory}Mi")));
+    if size.memory_mib > 0 {
+        amounts.insert("memory".into(), json!(format!("{}Mi", size.memory_mib)));
     }
-    let gpus = largest(|p| p.needs.gpus as f64);
-    if gpus > 0.0 {
-        amounts.insert("nvidia.com/gpu".into(), json!(format!("{gpus}")));
+    if size.gpus > 0 {
+        amounts.insert("nvidia.com/gpu".into(), json!(size.gpus.to_string()));
     }
     if amounts.is_empty() {
         return json!({});

@@ -68,6 +68,7 @@ impl Hosts {
             }
         }
         let _turn = SETUP.lock().unwrap_or_else(|p| p.into_inner());
+        fetch_crates_once();
         remove_leftovers();
         let pid = std::process::id();
         let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) % 256;
@@ -366,4 +367,27 @@ fn remove_leftovers() {
             let _ = ip(&["link", "del", &interface]);
         }
     }
+}
+
+/// Download the crates of every node crate of the workspace, once per
+/// test process, here in the root namespace: a launcher started inside a
+/// namespace builds node crates with no way out to the registry, so a
+/// test run alone (not after one that built them) would fail on a
+/// download.
+fn fetch_crates_once() {
+    static FETCHED: std::sync::Once = std::sync::Once::new();
+    FETCHED.call_once(|| {
+        let fetched = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .arg("fetch")
+            .current_dir(crate::repo())
+            .output();
+        if let Ok(out) = fetched
+            && !out.status.success()
+        {
+            eprintln!(
+                "warning: cargo fetch failed (node crates may not build in a namespace): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    });
 }

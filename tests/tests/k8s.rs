@@ -185,17 +185,8 @@ fn the_manifests_parse_and_every_reference_resolves() {
             .map(String::as_str),
         Some("node-a")
     );
-    // Each sized for the largest process of its Job: the consumer's.
-    let requests = |job: &Job| -> BTreeMap<String, String> {
-        container(job)
-            .resources
-            .as_ref()
-            .and_then(|r| r.requests.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect()
-    };
+    // Each sized for its class: the consumer's for the consumer.
+    let requests = pod_requests;
     let consumer = requests(&pinned);
     assert_eq!(consumer.get("cpu").map(String::as_str), Some("1500m"));
     assert_eq!(consumer.get("memory").map(String::as_str), Some("512Mi"));
@@ -205,8 +196,12 @@ fn the_manifests_parse_and_every_reference_resolves() {
     );
     for job in [&agents, &pinned] {
         assert_eq!(pod_labels(job), agent_labels);
-        assert_eq!(container(job).command, agent_c.command);
     }
+    // The consumer's agent offers what its pod holds; the producers' their
+    // machine (they ask for nothing).
+    let mut offering = agent_c.command.clone().unwrap();
+    offering.extend(["--cpus", "1.5", "--memory-mib", "512"].map(String::from));
+    assert_eq!(container(&pinned).command, Some(offering));
 
     // The token names the Service; the material is what it pins.
     let data = secret.string_data.unwrap();
@@ -223,15 +218,72 @@ fn the_manifests_parse_and_every_reference_resolves() {
     assert!(token.pin().matches(material.credentials.cert()));
 }
 
+/// Requests of a Job's pods, as `(resource, quantity)`.
+fn pod_requests(job: &Job) -> BTreeMap<String, String> {
+    container(job)
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+/// Processes that need different sizes: a consumer of 1 cpu and a gpu,
+/// producers of 0.5 cpus.
+const CLASSES: [&str; 6] = [
+    "--set",
+    "consumer.resources.cpus=1",
+    "--set",
+    "consumer.resources.gpus=1",
+    "--set",
+    "producer.resources.cpus=0.5",
+];
+
+#[test]
+fn each_resource_class_is_an_agents_job_of_pods_sized_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    export(dir.path(), &CLASSES);
+    // Classes in the order of their first process: the producers come
+    // first in the program.
+    let producers: Job = parse(dir.path(), "agents-c1.json");
+    let consumer: Job = parse(dir.path(), "agents-c2.json");
+    assert!(!dir.path().join("agents.json").exists());
+    let launcher: Job = parse(dir.path(), "launcher.json");
+    let command = container(&launcher).command.clone().unwrap();
+    let at = command.iter().position(|w| w == "--agents").unwrap();
+    assert_eq!(command[at + 1], "3", "a pod per process");
+    let completions = |job: &Job| job.spec.as_ref().unwrap().completions.unwrap();
+    assert_eq!((completions(&consumer), completions(&producers)), (1, 2));
+    let consumer_requests = pod_requests(&consumer);
+    assert_eq!(consumer_requests["cpu"], "1000m");
+    assert_eq!(consumer_requests["nvidia.com/gpu"], "1");
+    assert_eq!(pod_requests(&producers)["cpu"], "500m");
+    assert!(!pod_requests(&producers).contains_key("nvidia.com/gpu"));
+    let tail = |job: &Job| {
+        let command = container(job).command.clone().unwrap();
+        command[command.len() - 4..].to_vec()
+    };
+    assert_eq!(tail(&consumer), ["--cpus", "1", "--gpus", "1"]);
+    assert_eq!(tail(&producers)[2..], ["--cpus", "0.5"]);
+}
+
 #[test]
 fn the_pods_commands_run_the_program_across_hosts() {
     let Some(hosts) = Hosts::new(3) else { return };
     let dir = tempfile::tempdir().unwrap();
     // The launcher's "pod" is host 1; the token names its IP (no DNS here).
-    export(dir.path(), &["--launcher-host", &hosts.ip(1).to_string()]);
+    // Two resource classes: the consumer's pod (with a gpu) on host 2, the
+    // producers' two pods on host 3.
+    let mut args = vec!["--launcher-host".to_string(), hosts.ip(1).to_string()];
+    args.extend(CLASSES.map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    export(dir.path(), &args);
     let secret: Secret = parse(dir.path(), "secret.json");
     let launcher: Job = parse(dir.path(), "launcher.json");
-    let agents: Job = parse(dir.path(), "agents.json");
+    let producer_pod: Job = parse(dir.path(), "agents-c1.json");
+    let consumer_pod: Job = parse(dir.path(), "agents-c2.json");
     let data = secret.string_data.unwrap();
     // The commands as written, `$(VAR)` expanded as the kubelet would,
     // the program where the image would hold it.
@@ -261,10 +313,13 @@ fn the_pods_commands_run_the_program_across_hosts() {
         .stderr(std::fs::File::create(&launcher_err).unwrap())
         .spawn()
         .unwrap();
-    let mut agent_command = container(&agents).command.clone().unwrap();
-    assert_eq!(agent_command.remove(0), "lp-host");
     let mut pods = Vec::new();
-    for (k, host) in [2, 3, 3].into_iter().enumerate() {
+    for (k, (job, host)) in [(&consumer_pod, 2), (&producer_pod, 3), (&producer_pod, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut agent_command = container(job).command.clone().unwrap();
+        assert_eq!(agent_command.remove(0), "lp-host");
         let vars = [("NODE_NAME", format!("node-{host}"))];
         let said = std::fs::File::create(dir.path().join(format!("agent-{k}.err"))).unwrap();
         pods.push(
@@ -302,7 +357,18 @@ fn the_pods_commands_run_the_program_across_hosts() {
     let out = std::fs::read_to_string(&launcher_out).unwrap();
     assert!(status.success(), "{out}\n{err}");
     assert!(out.contains("[consumer] step 9: [9, 9]"), "{out}");
-    assert!(err.contains("[node-3] runs"), "{err}");
+    // Each process on a pod of its class: only the consumer's offers a
+    // gpu, and each producer's pod has room for one producer.
+    assert!(err.contains("[node-2] runs consumer\n"), "{err}");
+    let on_node_3: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("[node-3] runs producer/"))
+        .collect();
+    assert_eq!(
+        on_node_3.len(),
+        2,
+        "one producer on each of their pods: {err}"
+    );
     for mut pod in pods {
         let deadline = Instant::now() + Duration::from_secs(30);
         while pod.try_wait().unwrap().is_none() {
