@@ -247,15 +247,36 @@ fn processes_that_need_different_machines_get_a_heterogeneous_job() {
         "program.slurm.nodes=3",
     ];
     let program = "examples/consumer_producers/program.toml";
-    let (code, out, err) = run(&cluster, program, "slurm", &set);
+    // Node output to files (--logs-dir), the job's own output beside it.
+    let logs = tempfile::tempdir().unwrap();
+    let logs_arg = logs.path().to_str().unwrap();
+    let with_logs: Vec<&str> = set
+        .iter()
+        .copied()
+        .chain(["--logs-dir", logs_arg])
+        .collect();
+    let (code, out, err) = run(&cluster, program, "slurm", &with_logs);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("[consumer] step 9: [9, 9, 9, 9]"), "{out}");
+    let consumer_log = std::fs::read_to_string(logs.path().join("consumer.log")).unwrap();
+    assert!(
+        consumer_log.contains("step 9: [9, 9, 9, 9]"),
+        "{consumer_log}"
+    );
+    assert!(
+        !out.contains("step 9"),
+        "node output went to the files: {out}"
+    );
+    let job = job_id_of(&err);
+    assert!(
+        logs.path().join(format!("slurm-{job}.out")).exists(),
+        "the job's output is in --logs-dir"
+    );
     assert!(
         err.contains("runs the agents (2 nodes of 1 cpu + 1 node of 2 cpus)"),
         "{err}"
     );
     // Slurm's own record: a heterogeneous job of two components, sized so.
-    let shown = cluster.run(&format!("scontrol show job {}", job_id_of(&err)));
+    let shown = cluster.run(&format!("scontrol show job {job}"));
     let shown = text(&shown.stdout);
     let component = |offset: usize| -> (String, String) {
         let record = shown
