@@ -5,24 +5,16 @@
 //! own WIT only. Before generating, every service interface `X` of the
 //! node's packages gets a client interface `X-client` (async functions) and
 //! `X-blocking-client` (synchronous ones), unless the WIT already declares
-//! one (see `clients.rs`). The bindings share lp:node's types and runtime
+//! one (see the lp-wit crate). The bindings share lp:node's types and runtime
 //! with the `lp-guest` crate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{LitStr, Token};
 use wit_bindgen_core::WorldGenerator;
-use wit_bindgen_core::wit_parser::{PackageId, Resolve, SourceMap};
-
-mod clients;
-
-/// The lp:node package every node's world includes.
-const NODE_WIT: &str = include_str!("../../../wit/node.wit");
-/// Where the built-in lp:node WIT came from, for error messages.
-const NODE_WIT_NAME: &str = "lp:node (built into lp-guest)";
 
 /// Generate a node's bindings: `generate!({ world: "pkg:name/world", path: "wit" })`.
 ///
@@ -108,52 +100,26 @@ fn expand(config: &Config) -> Result<TokenStream, String> {
     let root = PathBuf::from(
         std::env::var("CARGO_MANIFEST_DIR").map_err(|_| "CARGO_MANIFEST_DIR is not set")?,
     );
-    let mut resolve = Resolve::default();
-    let lp_node = resolve
-        .push_str(NODE_WIT_NAME, NODE_WIT)
-        .map_err(|e| format!("the built-in lp:node WIT does not parse: {e:#}"))?;
     let paths = match &config.paths {
         Some(paths) => paths.clone(),
         None if root.join("wit").is_dir() => vec!["wit".to_string()],
         // A node of lp:node's own worlds alone (e.g. "lp:node/node-with-run").
         None => Vec::new(),
     };
-    let mut packages = Vec::new();
-    let mut read = Vec::new();
-    for written in &paths {
-        let path = root.join(written);
-        let path = path.canonicalize().map_err(|e| {
-            format!(
-                "WIT path {written:?} ({}): {e}\n  help: `path` is relative to the crate's Cargo.toml",
-                path.display()
-            )
-        })?;
-        let deps = path.join("deps");
-        if deps.is_dir() {
-            for dep in sorted_entries(&deps)? {
-                let (_, sources) = resolve.push_path(&dep).map_err(|e| format!("{e:#}"))?;
-                read.extend(sources.paths().map(Path::to_path_buf));
-            }
-        }
-        let files = wit_files(&path)?;
-        let sources = files
-            .iter()
-            .map(|f| {
-                std::fs::read_to_string(f)
-                    .map(|text| (f.clone(), text))
-                    .map_err(|e| format!("cannot read {}: {e}", f.display()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        read.extend(files);
-        if is_lp_node(&sources) {
-            continue;
-        }
-        packages.push(clients::push_with_clients(&mut resolve, &sources)?);
-    }
-    if packages.is_empty() {
-        packages.push(lp_node);
-    }
-    let world = select_world(&resolve, &packages, &config.world)?;
+    let lp_wit::NodeWit {
+        mut resolve,
+        packages,
+        read,
+        ..
+    } = lp_wit::load(&root, &paths).map_err(|e| {
+        e.replace(
+            "help: the path is relative to",
+            "help: `path` is relative to the crate's Cargo.toml,",
+        )
+    })?;
+    let world = resolve
+        .select_world(&packages, Some(&config.world))
+        .map_err(|e| format!("{e:#}\n  help: `world` names a world of the node's WIT, e.g. \"my:app/my-node\", that includes lp:node/node@0.1.0"))?;
 
     let mut opts = wit_bindgen_rust::Opts {
         runtime_path: Some("::lp_guest::__wit_bindgen::rt".to_string()),
@@ -184,49 +150,4 @@ fn expand(config: &Config) -> Result<TokenStream, String> {
         tokens.extend(quote::quote! { const _: &[u8] = include_bytes!(#file); });
     }
     Ok(tokens)
-}
-
-fn select_world(
-    resolve: &Resolve,
-    packages: &[PackageId],
-    world: &str,
-) -> Result<wit_bindgen_core::wit_parser::WorldId, String> {
-    resolve
-        .select_world(packages, Some(world))
-        .map_err(|e| format!("{e:#}\n  help: `world` names a world of the node's WIT, e.g. \"my:app/my-node\", that includes lp:node/node@0.1.0"))
-}
-
-/// The `.wit` files of a directory (sorted), or the file itself.
-fn wit_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let files: Vec<PathBuf> = sorted_entries(path)?
-        .into_iter()
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wit"))
-        .collect();
-    if files.is_empty() {
-        return Err(format!("{} holds no .wit file", path.display()));
-    }
-    Ok(files)
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect::<Vec<_>>();
-    entries.sort();
-    Ok(entries)
-}
-
-/// Whether these files are the lp:node package (a copy of it, or the
-/// repository's `wit/`): the built-in one is used instead.
-fn is_lp_node(sources: &[(PathBuf, String)]) -> bool {
-    let mut map = SourceMap::new();
-    for (path, text) in sources {
-        map.push(path, text.as_str());
-    }
-    map.parse()
-        .is_ok_and(|group| group.main.name.namespace == "lp" && group.main.name.name == "node")
 }
