@@ -173,6 +173,11 @@ fn prepare(
         files.push(match source {
             ComponentSource::Wasm(path) => path.clone(),
             ComponentSource::Crate(dir) => build_node_crate(dir)?,
+            ComponentSource::Python { app, world, wit } => {
+                let cache = sandbox.cache();
+                let cache = cache.usable().then(|| cache.dir());
+                crate::python::build_python_node(app, world, wit, cache)?
+            }
         });
     }
 

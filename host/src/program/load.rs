@@ -156,6 +156,8 @@ fn resolve_components(
                     .help(help));
             }
             ComponentSource::Wasm(path)
+        } else if written.ends_with(".py") {
+            python_source(cx, entry, path)?
         } else if path.join("Cargo.toml").is_file() {
             ComponentSource::Crate(path)
         } else {
@@ -164,7 +166,7 @@ fn resolve_components(
                     &entry.component.origin,
                     format!("component {written:?} is neither a .wasm file nor a crate directory ({} has no Cargo.toml)", path.display()),
                 )
-                .help("give a path, relative to program.toml, of a .wasm component or of a node crate"));
+                .help("give a path, relative to program.toml, of a .wasm component, a node crate, or a Python node's .py file"));
         };
         let index = match sources.iter().position(|s| *s == source) {
             Some(i) => i,
@@ -176,6 +178,56 @@ fn resolve_components(
         of_entry.push(index);
     }
     Ok((sources, of_entry))
+}
+
+/// A Python node's source: its app file (which must be a file), its world
+/// (which it must name) and its WIT (`wit`, default the `wit` directory
+/// beside program.toml).
+fn python_source(
+    cx: &Context,
+    entry: &Entry,
+    app: std::path::PathBuf,
+) -> Result<ComponentSource, Diagnostic> {
+    if !app.is_file() {
+        return Err(cx
+            .error(
+                &entry.component.origin,
+                format!("Python node file {} does not exist (or is not a file)", app.display()),
+            )
+            .help("give the path, relative to program.toml, of the node's app module, e.g. component = \"producer_py/app.py\""));
+    }
+    let Some(world) = &entry.world else {
+        return Err(cx
+            .error(
+                &entry.component.origin,
+                format!("Python node {} names no WIT world to build it for", entry.name.value),
+            )
+            .help("add the world its app implements, e.g. world = \"my:app/producer-node\" (and wit = \"wit\" if its WIT is not in the wit directory beside program.toml)"));
+    };
+    let wit = cx
+        .dir()
+        .join(entry.wit.as_ref().map_or("wit", |w| w.value.as_str()));
+    if !wit.exists() {
+        let origin = entry
+            .wit
+            .as_ref()
+            .map_or(&entry.component.origin, |w| &w.origin);
+        return Err(cx
+            .error(
+                origin,
+                format!(
+                    "the WIT of Python node {} ({}) does not exist",
+                    entry.name.value,
+                    wit.display()
+                ),
+            )
+            .help("set wit to the node's WIT directory or file, relative to program.toml"));
+    }
+    Ok(ComponentSource::Python {
+        app,
+        world: world.value.clone(),
+        wit,
+    })
 }
 
 /// Why `path` cannot be a component file, and what to do, if it cannot:

@@ -89,6 +89,13 @@ pub enum ComponentSource {
     Wasm(PathBuf),
     /// A node crate directory, built for wasm32-wasip2 before launch.
     Crate(PathBuf),
+    /// A Python node: its app file, built with componentize-py for
+    /// `world` of the WIT at `wit` before launch.
+    Python {
+        app: PathBuf,
+        world: String,
+        wit: PathBuf,
+    },
 }
 
 /// One node instance of the program.

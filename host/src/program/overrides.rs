@@ -4,7 +4,7 @@
 //! Paths: `program.call_timeout_secs`, `program.limits.<limit>`,
 //! `program.wait_for`, `program.end_on`,
 //! `<node>.replicas`, `<node>.restarts`, `<node>.group`, `<node>.colocate`,
-//! `<node>.component`, `<node>.limits.<limit>`, `<node>.resources.<key>`,
+//! `<node>.component`, `<node>.world`, `<node>.wit`, `<node>.limits.<limit>`, `<node>.resources.<key>`,
 //! `<node>.ports.<port>` (the number of a declared port), `<node>.args.<key>`.
 //! Values are TOML (`3`, `"x"`, `[1, 2]`, `{ handle = "learner" }`); a bare
 //! word is taken as a string. Grants cannot be set: they stay in the file,
@@ -75,7 +75,7 @@ impl Override {
     ) -> Result<OverrideTarget, Diagnostic> {
         let origin = Origin::Override(self.text.clone());
         let bad = |message: String, help: &str| Err(cx.error(&origin, message).help(help));
-        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, program.wait_for, program.end_on, program.slurm.<key>, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.limits.<limit>, <node>.resources.<key>, <node>.ports.<port>, <node>.args.<key>";
+        let paths_help = "paths are program.call_timeout_secs, program.limits.<limit>, program.wait_for, program.end_on, program.slurm.<key>, <node>.replicas, <node>.restarts, <node>.group, <node>.colocate, <node>.component, <node>.world, <node>.wit, <node>.limits.<limit>, <node>.resources.<key>, <node>.ports.<port>, <node>.args.<key>";
 
         if self.path[0] == "program" {
             if let [_, limits, key] = &self.path[..]
@@ -157,6 +157,8 @@ impl Override {
             ["group"] => entry.group = Some(Located::new(string()?, &origin)),
             ["colocate"] => entry.colocate = Some(Located::new(string()?, &origin)),
             ["component"] => entry.component = Located::new(string()?, &origin),
+            ["world"] => entry.world = Some(Located::new(string()?, &origin)),
+            ["wit"] => entry.wit = Some(Located::new(string()?, &origin)),
             ["args", key] => {
                 entry
                     .args

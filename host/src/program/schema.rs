@@ -44,6 +44,13 @@ pub(super) struct RawProgram {
 pub(super) struct RawNode {
     pub name: Spanned<String>,
     pub component: Spanned<String>,
+    /// A Python node's WIT world ("pkg:name/world"), which it is built for.
+    #[serde(default)]
+    pub world: Option<Spanned<String>>,
+    /// A Python node's WIT (a directory or file, relative to program.toml;
+    /// default `wit`).
+    #[serde(default)]
+    pub wit: Option<Spanned<String>>,
     #[serde(default)]
     pub group: Option<Spanned<String>>,
     #[serde(default)]
@@ -158,6 +165,8 @@ impl<T> From<Spanned<T>> for Located<T> {
 pub(super) struct Entry {
     pub name: Located<String>,
     pub component: Located<String>,
+    pub world: Option<Located<String>>,
+    pub wit: Option<Located<String>>,
     pub group: Option<Located<String>>,
     pub replicas: Option<Located<i64>>,
     pub colocate: Option<Located<String>>,
@@ -180,6 +189,8 @@ impl From<RawNode> for Entry {
         Entry {
             name: raw.name.into(),
             component: raw.component.into(),
+            world: raw.world.map(Into::into),
+            wit: raw.wit.map(Into::into),
             group: raw.group.map(Into::into),
             replicas: raw.replicas.map(Into::into),
             colocate: raw.colocate.map(Into::into),

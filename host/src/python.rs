@@ -1,0 +1,234 @@
+//! Builds Python nodes into components before launch: the node's WIT is
+//! read as `lp_guest::generate!` reads a Rust node's (lp:node built in,
+//! client interfaces generated from service interfaces: `lp-wit`), written
+//! out as a WIT directory, and `componentize-py` builds the app against the
+//! node's world, with lp's Python SDK (`import lp`) beside the app. The
+//! result is kept in the component cache's `python/`
+//! directory under a digest of everything that went in (componentize-py's
+//! version, the world, the WIT, the app directory's Python files), so an
+//! unchanged node is not built again.
+
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+use sha2::{Digest as _, Sha256};
+
+/// The componentize-py this project is tested with (what `.ci/setup-tests`
+/// installs).
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// lp's Python SDK (`import lp`), put beside every Python node's app.
+pub const SDK: &str = include_str!("../../guest-sdk/python/lp.py");
+
+/// The componentize-py to run: `$LP_COMPONENTIZE_PY`, else the one on PATH.
+fn componentize_py() -> PathBuf {
+    std::env::var_os("LP_COMPONENTIZE_PY").map_or_else(|| "componentize-py".into(), PathBuf::from)
+}
+
+/// Build the Python node whose app module is `app` for `world` of the WIT
+/// at `wit`, keeping the component in `cache` (a directory of the user's
+/// own, or `None`: a private directory of its own each time); its file.
+pub fn build_python_node(
+    app: &Path,
+    world: &str,
+    wit: &Path,
+    cache: Option<&Path>,
+) -> Result<PathBuf> {
+    let tool = componentize_py();
+    let version = match Command::new(&tool)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(out) => bail!(
+            "{} --version failed: {}",
+            tool.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => bail!(
+            "cannot run {} to build Python node {}: {e}\n  help: install it with `pip install componentize-py=={COMPONENTIZE_PY_VERSION}`, or set LP_COMPONENTIZE_PY to its path",
+            tool.display(),
+            app.display()
+        ),
+    };
+    let (app, wit) = (std::path::absolute(app)?, std::path::absolute(wit)?);
+    let app = app.as_path();
+    let node_wit = lp_wit::load(Path::new("/"), &[wit.to_string_lossy().into_owned()])
+        .map_err(|e| anyhow::anyhow!("the WIT of Python node {}: {e}", app.display()))?;
+    node_wit
+        .world(world)
+        .map_err(|e| anyhow::anyhow!("Python node {}: {e}", app.display()))?;
+    let app_dir = app.parent().context("the app file has no directory")?;
+    let module = app
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("the app file's name is not UTF-8")?;
+
+    // Everything that goes into the component, digested.
+    let mut digest = Sha256::new();
+    let mut feed = |label: &str, bytes: &[u8]| {
+        digest.update((label.len() as u64).to_le_bytes());
+        digest.update(label.as_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(bytes);
+    };
+    feed("componentize-py", version.as_bytes());
+    feed("world", world.as_bytes());
+    feed("module", module.as_bytes());
+    feed("lp:node", lp_wit::NODE_WIT.as_bytes());
+    feed("lp.py", SDK.as_bytes());
+    for package in &node_wit.own {
+        for (path, text) in &package.sources {
+            feed(&file_name(path), text.as_bytes());
+        }
+        feed(
+            "clients",
+            package.clients.as_deref().unwrap_or("").as_bytes(),
+        );
+        for dep in &package.deps {
+            for (relative, bytes) in files_under(dep)? {
+                feed(&format!("deps/{}/{relative}", file_name(dep)), &bytes);
+            }
+        }
+    }
+    for (relative, bytes) in files_under(app_dir)? {
+        if relative.ends_with(".py") {
+            feed(&relative, &bytes);
+        }
+    }
+    let key = hex::encode(digest.finalize());
+
+    let out_dir = match cache {
+        Some(dir) => {
+            let dir = dir.join("python");
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir
+        }
+        None => tempfile::Builder::new()
+            .prefix("lp-python-")
+            .tempdir()?
+            .keep(),
+    };
+    let built = out_dir.join(format!("{key}.wasm"));
+    if built.is_file() {
+        return Ok(built);
+    }
+
+    let work = tempfile::Builder::new()
+        .prefix("lp-python-build-")
+        .tempdir()?;
+    let wit_dir = work.path().join("wit");
+    write_wit(&node_wit, &wit_dir)?;
+    let sdk_dir = work.path().join("sdk");
+    std::fs::create_dir(&sdk_dir)?;
+    std::fs::write(sdk_dir.join("lp.py"), SDK)?;
+    crate::errln!(
+        "building Python node {} for {world} with componentize-py (a first build takes some seconds)",
+        app.display()
+    );
+    let output = work.path().join("node.wasm");
+    let ran = Command::new(&tool)
+        .arg("-d")
+        .arg(&wit_dir)
+        .args(["-w", world, "componentize", "-p"])
+        .arg(app_dir)
+        .arg("-p")
+        .arg(&sdk_dir)
+        .arg(module)
+        .arg("-o")
+        .arg(&output)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    if !ran.status.success() {
+        bail!(
+            "building Python node {} failed:\n{}{}",
+            app.display(),
+            String::from_utf8_lossy(&ran.stdout).trim_end(),
+            String::from_utf8_lossy(&ran.stderr).trim_end()
+        );
+    }
+    // Into the cache in one step: a reader sees the whole file or none.
+    let staged = out_dir.join(format!(".{key}.{}.tmp", std::process::id()));
+    std::fs::copy(&output, &staged)
+        .with_context(|| format!("cannot write {}", staged.display()))?;
+    std::fs::rename(&staged, &built)
+        .with_context(|| format!("cannot write {}", built.display()))?;
+    Ok(built)
+}
+
+/// Write `wit` out as a directory componentize-py reads: the node's
+/// package (its files and the generated clients), lp:node and its other
+/// dependencies in `deps/`.
+fn write_wit(wit: &lp_wit::NodeWit, dir: &Path) -> Result<()> {
+    let deps = dir.join("deps");
+    std::fs::create_dir_all(deps.join("lp-node"))?;
+    std::fs::write(deps.join("lp-node").join("node.wit"), lp_wit::NODE_WIT)?;
+    for package in &wit.own {
+        for (path, text) in &package.sources {
+            std::fs::write(dir.join(file_name(path)), text)?;
+        }
+        if let Some(clients) = &package.clients {
+            std::fs::write(dir.join("lp-generated-clients.wit"), clients)?;
+        }
+        for dep in &package.deps {
+            for (relative, bytes) in files_under(dep)? {
+                let to = deps.join(file_name(dep)).join(&relative);
+                let to = if relative.is_empty() {
+                    deps.join(file_name(dep))
+                } else {
+                    to
+                };
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(to, bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// The regular files under `path` (itself, if a file: relative path ""),
+/// sorted by their path relative to it; `__pycache__` and hidden entries
+/// left out.
+fn files_under(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut found = Vec::new();
+    if path.is_file() {
+        found.push((String::new(), std::fs::read(path)?));
+        return Ok(found);
+    }
+    let mut stack = vec![(path.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "__pycache__" {
+                continue;
+            }
+            let relative = format!("{prefix}{name}");
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push((entry.path(), format!("{relative}/")));
+            } else if kind.is_file() {
+                found.push((relative, std::fs::read(entry.path())?));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
