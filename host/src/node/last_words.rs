@@ -47,6 +47,9 @@ impl LastWords {
             .take_while(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
             .map(String::as_str)
             .collect();
+        if let Some(python) = python_exception(&lines, start, &body) {
+            return Some(python);
+        }
         let mut message = body.join("; ");
         if message.len() > MAX_MESSAGE {
             let cut = (0..=MAX_MESSAGE)
@@ -61,6 +64,41 @@ impl LastWords {
             None => format!("panicked: {message}"),
         })
     }
+}
+
+/// A Python node's exception (componentize-py prints the traceback, then
+/// its runtime panics with "Python function threw an unexpected
+/// exception"): `Python exception: ValueError: ... (traceback: File
+/// "/0/app.py", line 6, in work)`, the app's directory being `/0`.
+fn python_exception(lines: &VecDeque<String>, panic: usize, body: &[&str]) -> Option<String> {
+    if !body.iter().any(|l| l.contains("Python function threw")) {
+        return None;
+    }
+    let start = lines
+        .iter()
+        .take(panic)
+        .rposition(|l| l.starts_with("Traceback (most recent call last)"))?;
+    let traceback: Vec<&str> = lines
+        .iter()
+        .take(panic)
+        .skip(start + 1)
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let (raised, frames) = traceback.split_last()?;
+    let mut message = format!("Python exception: {raised}");
+    if !frames.is_empty() {
+        message.push_str(&format!(" (traceback: {})", frames.join("; ")));
+    }
+    if message.len() > MAX_MESSAGE {
+        let cut = (0..=MAX_MESSAGE)
+            .rev()
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(0);
+        message.truncate(cut);
+        message.push_str("...");
+    }
+    Some(message)
 }
 
 #[cfg(test)]
@@ -99,6 +137,28 @@ mod tests {
             message.len() < MAX_MESSAGE + 100
                 && message.contains("...")
                 && message.ends_with("(b.rs:2:2)")
+        );
+    }
+
+    #[test]
+    fn a_python_exception_is_its_traceback() {
+        let words = LastWords::default();
+        for line in [
+            "Traceback (most recent call last):",
+            "  File \"/0/app.py\", line 6, in work",
+            "ValueError: no work on step 2",
+            "",
+            "thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1280:25:",
+            "Python function threw an unexpected exception",
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        ] {
+            words.record(line);
+        }
+        assert_eq!(
+            words.panic_message().as_deref(),
+            Some(
+                "Python exception: ValueError: no work on step 2 (traceback: File \"/0/app.py\", line 6, in work)"
+            )
         );
     }
 }

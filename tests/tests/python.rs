@@ -1,0 +1,160 @@
+//! Python nodes (built with componentize-py by lp-host): a Python consumer
+//! with Rust producers and a Rust consumer with Python producers, from one
+//! program.toml by `--set`, under local_mt and local_mp; a seeded run
+//! replays byte for byte; a Python node built against a mismatched WIT is
+//! refused naming both nodes and the function; a Python exception fails
+//! its node with the traceback; without componentize-py the error says
+//! how to install it. Skipped (saying why) where componentize-py is not
+//! installed, except in CI (`CI` set), which installs it.
+
+use std::process::{Command, Output};
+
+const PROGRAM: &str = "examples/consumer_producers/program.toml";
+
+/// The `--set`s that make the consumer a Python node.
+const PYTHON_CONSUMER: [&str; 4] = [
+    "--set",
+    "consumer.component=\"consumer_py/app.py\"",
+    "--set",
+    "consumer.world=\"lp:consumer-producers/consumer-node\"",
+];
+
+/// The `--set`s that make the producers Python nodes.
+const PYTHON_PRODUCERS: [&str; 4] = [
+    "--set",
+    "producer.component=\"producer_py/app.py\"",
+    "--set",
+    "producer.world=\"lp:consumer-producers/producer-node\"",
+];
+
+/// Whether componentize-py is there to build Python nodes (in CI it must be).
+fn componentize_py() -> bool {
+    let there = Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !there {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "componentize-py is not installed; .ci/setup-tests installs it"
+        );
+        eprintln!(
+            "skipped: componentize-py is not installed (pip install componentize-py==0.25.1)"
+        );
+    }
+    there
+}
+
+fn lp_host(args: &[&str]) -> Output {
+    Command::new(lp_tests::lp_host_exe())
+        .args(args)
+        .current_dir(lp_tests::repo())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn python_and_rust_nodes_mix_in_one_program_under_local_mt_and_local_mp() {
+    if !componentize_py() {
+        return;
+    }
+    for launch in ["local_mt", "local_mp"] {
+        for python in [&PYTHON_CONSUMER, &PYTHON_PRODUCERS] {
+            let mut args = vec!["run", PROGRAM, "--launch", launch];
+            args.extend(["--set", "producer.replicas=4"]);
+            args.extend(python.iter().copied());
+            let out = lp_host(&args);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert_eq!(out.status.code(), Some(0), "{launch} {python:?}: {stderr}");
+            for step in 0..10 {
+                let line = format!("[consumer] step {step}: [{step}, {step}, {step}, {step}]\n");
+                assert!(stdout.contains(&line), "{launch} {python:?}: {stdout}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_seeded_run_of_python_nodes_replays_byte_for_byte() {
+    if !componentize_py() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = |name: &str| {
+        let file = dir.path().join(name);
+        let mut args = vec!["run", PROGRAM, "--launch", "test_mt", "--seed", "7"];
+        args.extend(["--set", "producer.replicas=3"]);
+        args.extend(PYTHON_CONSUMER);
+        args.extend(PYTHON_PRODUCERS);
+        args.extend(["--trace", file.to_str().unwrap()]);
+        let out = lp_host(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        (text(&out.stdout), std::fs::read(&file).unwrap())
+    };
+    let (first_out, first) = trace("a.trace");
+    let (second_out, second) = trace("b.trace");
+    assert!(
+        first_out.contains("[consumer] step 9: [9, 9, 9]"),
+        "{first_out}"
+    );
+    assert!(!first.is_empty());
+    assert_eq!(first, second, "two runs of seed 7 traced differently");
+    assert_eq!(first_out, second_out);
+}
+
+#[test]
+fn a_python_node_built_against_a_mismatched_wit_is_refused_before_launch() {
+    if !componentize_py() {
+        return;
+    }
+    let out = lp_host(&["run", "tests/python/mismatch/program.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("type mismatch on lp:consumer-producers/producer@0.1.0.work between caller consumer and target producer")
+            && stderr.contains("context: string in producer's export"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("step"), "nothing ran");
+}
+
+#[test]
+fn a_python_exception_fails_its_node_with_the_traceback() {
+    if !componentize_py() {
+        return;
+    }
+    let out = lp_host(&["run", "tests/python/raising/program.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let said = "node producer failed: Python exception: ValueError: no work on step 2 (traceback: File \"/0/app.py\", line 10, in work)";
+    assert!(stderr.contains(said), "{stderr}");
+    // The caller saw the same in its call's error.
+    assert!(
+        text(&out.stdout).contains("[consumer] step 1: [1]"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn without_componentize_py_the_error_says_how_to_install_it() {
+    let mut args = vec!["check", PROGRAM];
+    args.extend(PYTHON_PRODUCERS);
+    let out = Command::new(lp_tests::lp_host_exe())
+        .args(&args)
+        .current_dir(lp_tests::repo())
+        .env("LP_COMPONENTIZE_PY", "/nonexistent/componentize-py")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot run /nonexistent/componentize-py to build Python node")
+            && stderr.contains("pip install componentize-py==0.25.1"),
+        "{stderr}"
+    );
+}
