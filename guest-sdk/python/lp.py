@@ -32,6 +32,13 @@ from wit_world.imports import runtime
 from wit_world.imports import types as lp_types
 from componentize_py_types import Err
 
+try:
+    # Imported here, not where it is used: componentize-py bundles the
+    # binding modules the app imports when it is built.
+    from wit_world.imports import waiting as _waiting
+except ImportError:  # a world without lp:node/waiting (blocking-node-with-run)
+    _waiting = None
+
 #: The key under which the host encodes a handle inside the args JSON.
 HANDLE_KEY = "$lp-handle"
 #: Beside it, the handle's own call deadline in milliseconds, if it has one.
@@ -90,10 +97,13 @@ async def wait_for_stop(timeout: Optional[float] = None) -> bool:
     """Wait until the program stops (True) or `timeout` seconds pass
     (False), serving the node's exports meanwhile. This is how a Python
     node sleeps: the asyncio loop of a component has no timers."""
-    from wit_world.imports import waiting
-
+    if _waiting is None:
+        raise RuntimeError(
+            "wait_for_stop needs lp:node/waiting: build the node for a world that "
+            "includes lp:node/node (e.g. lp:node/node-with-run), not blocking-node-with-run"
+        )
     ms = None if timeout is None else max(0, int(timeout * 1000))
-    return await waiting.wait_for_stop(ms)
+    return await _waiting.wait_for_stop(ms)
 
 
 def _decode(value: Any) -> Any:

@@ -28,12 +28,12 @@ fn componentize_py() -> PathBuf {
 }
 
 /// Build the Python node whose app module is `app` for `world` of the WIT
-/// at `wit`, keeping the component in `cache` (a directory of the user's
+/// at `wit` (none: lp:node's own worlds), keeping the component in `cache` (a directory of the user's
 /// own, or `None`: a private directory of its own each time); its file.
 pub fn build_python_node(
     app: &Path,
     world: &str,
-    wit: &Path,
+    wit: Option<&Path>,
     cache: Option<&Path>,
 ) -> Result<PathBuf> {
     let tool = componentize_py();
@@ -54,9 +54,13 @@ pub fn build_python_node(
             app.display()
         ),
     };
-    let (app, wit) = (std::path::absolute(app)?, std::path::absolute(wit)?);
+    let app = std::path::absolute(app)?;
     let app = app.as_path();
-    let node_wit = lp_wit::load(Path::new("/"), &[wit.to_string_lossy().into_owned()])
+    let wit_paths = match wit {
+        Some(wit) => vec![std::path::absolute(wit)?.to_string_lossy().into_owned()],
+        None => Vec::new(),
+    };
+    let node_wit = lp_wit::load(Path::new("/"), &wit_paths)
         .map_err(|e| anyhow::anyhow!("the WIT of Python node {}: {e}", app.display()))?;
     node_wit
         .world(world)
@@ -166,8 +170,14 @@ pub fn build_python_node(
 
 /// Write `wit` out as a directory componentize-py reads: the node's
 /// package (its files and the generated clients), lp:node and its other
-/// dependencies in `deps/`.
+/// dependencies in `deps/`; or lp:node alone, for a node of its worlds.
 fn write_wit(wit: &lp_wit::NodeWit, dir: &Path) -> Result<()> {
+    if wit.own.is_empty() {
+        // A world of lp:node itself: that package is the WIT.
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("node.wit"), lp_wit::NODE_WIT)?;
+        return Ok(());
+    }
     let deps = dir.join("deps");
     std::fs::create_dir_all(deps.join("lp-node"))?;
     std::fs::write(deps.join("lp-node").join("node.wit"), lp_wit::NODE_WIT)?;

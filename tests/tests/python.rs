@@ -1,4 +1,6 @@
-//! Python nodes (built with componentize-py by lp-host): a Python consumer
+//! Python nodes (built with componentize-py by lp-host): hello_world in
+//! Python (a node of lp:node's own world); run_and_serve's learner (whose
+//! async run loops while it serves) and actor in Python; a Python consumer
 //! with Rust producers and a Rust consumer with Python producers, from one
 //! program.toml by `--set`, under local_mt and local_mp; a seeded run
 //! replays byte for byte; a Python node built against a mismatched WIT is
@@ -75,6 +77,56 @@ fn python_and_rust_nodes_mix_in_one_program_under_local_mt_and_local_mp() {
                 assert!(stdout.contains(&line), "{launch} {python:?}: {stdout}");
             }
         }
+    }
+}
+
+#[test]
+fn hello_world_in_python_prints_its_greeting_and_finishes() {
+    if !componentize_py() {
+        return;
+    }
+    // A node of lp:node's own world: no WIT of its own.
+    let out = lp_host(&[
+        "run",
+        "examples/hello_world/program.toml",
+        "--set",
+        "hello.component=\"hello_py/app.py\"",
+        "--set",
+        "hello.world=\"lp:node/blocking-node-with-run\"",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "[hello] Hello World!!!\n");
+}
+
+#[test]
+fn run_and_serve_in_python_serves_while_its_run_loops() {
+    if !componentize_py() {
+        return;
+    }
+    let learner = [
+        "--set",
+        "learner.component=\"learner_py/app.py\"",
+        "--set",
+        "learner.world=\"lp:run-and-serve/learner-node\"",
+    ];
+    let actor = [
+        "--set",
+        "actor.component=\"actor_py/app.py\"",
+        "--set",
+        "actor.world=\"lp:run-and-serve/actor-node\"",
+    ];
+    // A Python learner polled by the Rust actor, then both in Python.
+    for python in [&learner[..], &[learner, actor].concat()] {
+        let mut args = vec!["run", "examples/run_and_serve/program.toml"];
+        args.extend(python.iter().copied());
+        let out = lp_host(&args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{python:?}: {stderr}");
+        assert!(stdout.contains("grew: true"), "{python:?}: {stdout}");
+        assert!(
+            stdout.contains("[learner] stopped after "),
+            "{python:?}: {stdout}"
+        );
     }
 }
 

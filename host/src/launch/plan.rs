@@ -176,7 +176,7 @@ fn prepare(
             ComponentSource::Python { app, world, wit } => {
                 let cache = sandbox.cache();
                 let cache = cache.usable().then(|| cache.dir());
-                crate::python::build_python_node(app, world, wit, cache)?
+                crate::python::build_python_node(app, world, wit.as_deref(), cache)?
             }
         });
     }

@@ -207,6 +207,14 @@ fn python_source(
     let wit = cx
         .dir()
         .join(entry.wit.as_ref().map_or("wit", |w| w.value.as_str()));
+    // A node of lp:node's own worlds needs no WIT of its own.
+    if entry.wit.is_none() && !wit.exists() && world.value.starts_with("lp:node/") {
+        return Ok(ComponentSource::Python {
+            app,
+            world: world.value.clone(),
+            wit: None,
+        });
+    }
     if !wit.exists() {
         let origin = entry
             .wit
@@ -226,7 +234,7 @@ fn python_source(
     Ok(ComponentSource::Python {
         app,
         world: world.value.clone(),
-        wit,
+        wit: Some(wit),
     })
 }
 

@@ -90,11 +90,12 @@ pub enum ComponentSource {
     /// A node crate directory, built for wasm32-wasip2 before launch.
     Crate(PathBuf),
     /// A Python node: its app file, built with componentize-py for
-    /// `world` of the WIT at `wit` before launch.
+    /// `world` of the WIT at `wit` (none: a world of lp:node itself)
+    /// before launch.
     Python {
         app: PathBuf,
         world: String,
-        wit: PathBuf,
+        wit: Option<PathBuf>,
     },
 }
 
