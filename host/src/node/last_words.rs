@@ -50,15 +50,7 @@ impl LastWords {
         if let Some(python) = python_exception(&lines, start, &body) {
             return Some(python);
         }
-        let mut message = body.join("; ");
-        if message.len() > MAX_MESSAGE {
-            let cut = (0..=MAX_MESSAGE)
-                .rev()
-                .find(|&i| message.is_char_boundary(i))
-                .unwrap_or(0);
-            message.truncate(cut);
-            message.push_str("...");
-        }
+        let message = shortened(body.join("; "));
         Some(match at {
             Some(at) => format!("panicked: {message} ({at})"),
             None => format!("panicked: {message}"),
@@ -90,6 +82,11 @@ fn python_exception(lines: &VecDeque<String>, panic: usize, body: &[&str]) -> Op
     if !frames.is_empty() {
         message.push_str(&format!(" (traceback: {})", frames.join("; ")));
     }
+    Some(shortened(message))
+}
+
+/// `message`, cut to [`MAX_MESSAGE`] bytes (with "...") if it is longer.
+fn shortened(mut message: String) -> String {
     if message.len() > MAX_MESSAGE {
         let cut = (0..=MAX_MESSAGE)
             .rev()
@@ -98,7 +95,7 @@ fn python_exception(lines: &VecDeque<String>, panic: usize, body: &[&str]) -> Op
         message.truncate(cut);
         message.push_str("...");
     }
-    Some(message)
+    message
 }
 
 #[cfg(test)]
