@@ -2,7 +2,8 @@
 //! Python (a node of lp:node's own world); run_and_serve's learner (whose
 //! async run loops while it serves) and actor in Python; a Python consumer
 //! with Rust producers and a Rust consumer with Python producers, from one
-//! program.toml by `--set`, under local_mt and local_mp; a seeded run
+//! program.toml by `--set`, under local_mt, local_mp and hosts; the test
+//! API calling a Python node's exports; a seeded run
 //! replays byte for byte; a Python node built against a mismatched WIT is
 //! refused naming both nodes and the function; a Python exception fails
 //! its node with the traceback; without componentize-py the error says
@@ -10,6 +11,8 @@
 //! installed, except in CI (`CI` set), which installs it.
 
 use std::process::{Command, Output};
+
+use lp_host::testing::{TestLaunch, TestProgram};
 
 const PROGRAM: &str = "examples/consumer_producers/program.toml";
 
@@ -60,21 +63,27 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn python_and_rust_nodes_mix_in_one_program_under_local_mt_and_local_mp() {
+fn python_and_rust_nodes_mix_in_one_program_under_local_mt_local_mp_and_hosts() {
     if !componentize_py() {
         return;
     }
-    for launch in ["local_mt", "local_mp"] {
+    let launches: [&[&str]; 3] = [
+        &["--launch", "local_mt"],
+        &["--launch", "local_mp"],
+        &["--launch", "hosts", "--local-agents", "--agents", "2"],
+    ];
+    for launch in launches {
         for python in [&PYTHON_CONSUMER, &PYTHON_PRODUCERS] {
-            let mut args = vec!["run", PROGRAM, "--launch", launch];
+            let mut args = vec!["run", PROGRAM];
+            args.extend(launch);
             args.extend(["--set", "producer.replicas=4"]);
             args.extend(python.iter().copied());
             let out = lp_host(&args);
             let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-            assert_eq!(out.status.code(), Some(0), "{launch} {python:?}: {stderr}");
+            assert_eq!(out.status.code(), Some(0), "{launch:?} {python:?}: {stderr}");
             for step in 0..10 {
                 let line = format!("[consumer] step {step}: [{step}, {step}, {step}, {step}]\n");
-                assert!(stdout.contains(&line), "{launch} {python:?}: {stdout}");
+                assert!(stdout.contains(&line), "{launch:?} {python:?}: {stdout}");
             }
         }
     }
@@ -127,6 +136,47 @@ fn run_and_serve_in_python_serves_while_its_run_loops() {
             stdout.contains("[learner] stopped after "),
             "{python:?}: {stdout}"
         );
+    }
+}
+
+#[test]
+fn the_test_api_drives_python_nodes() {
+    if !componentize_py() {
+        return;
+    }
+    for launch in [TestLaunch::Mt, TestLaunch::Mp] {
+        // The Python consumer's `step`, its run disabled, calling Rust
+        // producers; a Python producer called directly.
+        let run = TestProgram::new(lp_tests::path(PROGRAM))
+            .set("producer.replicas=3")
+            .set("consumer.component=\"consumer_py/app.py\"")
+            .set("consumer.world=\"lp:consumer-producers/consumer-node\"")
+            .disable_run("consumer")
+            .launch(launch)
+            .unwrap();
+        let consumer = run.node("consumer").unwrap();
+        for step in 0..3u64 {
+            let replies: Result<Vec<u64>, String> = consumer.call("step", (step,)).unwrap();
+            assert_eq!(replies, Ok(vec![step; 3]), "{launch:?} step {step}");
+        }
+        run.stop();
+        assert_eq!(run.wait().unwrap().reason, lp_host::EndReason::Stopped);
+
+        let run = TestProgram::new(lp_tests::path(PROGRAM))
+            .set("producer.replicas=2")
+            .set("producer.component=\"producer_py/app.py\"")
+            .set("producer.world=\"lp:consumer-producers/producer-node\"")
+            .disable_run("consumer")
+            .launch(launch)
+            .unwrap();
+        let work: u64 = run
+            .node("producer/1")
+            .unwrap()
+            .call("work", (7u64,))
+            .unwrap();
+        assert_eq!(work, 7, "{launch:?}");
+        run.stop();
+        run.wait().unwrap();
     }
 }
 
