@@ -80,7 +80,11 @@ fn python_and_rust_nodes_mix_in_one_program_under_local_mt_local_mp_and_hosts() 
             args.extend(python.iter().copied());
             let out = lp_host(&args);
             let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-            assert_eq!(out.status.code(), Some(0), "{launch:?} {python:?}: {stderr}");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{launch:?} {python:?}: {stderr}"
+            );
             for step in 0..10 {
                 let line = format!("[consumer] step {step}: [{step}, {step}, {step}, {step}]\n");
                 assert!(stdout.contains(&line), "{launch:?} {python:?}: {stdout}");
@@ -94,17 +98,30 @@ fn hello_world_in_python_prints_its_greeting_and_finishes() {
     if !componentize_py() {
         return;
     }
-    // A node of lp:node's own world: no WIT of its own.
-    let out = lp_host(&[
-        "run",
-        "examples/hello_world/program.toml",
-        "--set",
-        "hello.component=\"hello_py/app.py\"",
-        "--set",
-        "hello.world=\"lp:node/blocking-node-with-run\"",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "[hello] Hello World!!!\n");
+    // A node of lp:node's own world: no WIT of its own. In a cache of its
+    // own: the first run builds and compiles it, saying so; the second
+    // takes both from the cache, silently.
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        lp_host(&[
+            "run",
+            "examples/hello_world/program.toml",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "--set",
+            "hello.component=\"hello_py/app.py\"",
+            "--set",
+            "hello.world=\"lp:node/blocking-node-with-run\"",
+        ])
+    };
+    for first in [true, false] {
+        let out = run();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(text(&out.stdout), "[hello] Hello World!!!\n");
+        let said = stderr.contains("building Python node") && stderr.contains("compiling ");
+        assert_eq!(said, first, "first run: {first}: {stderr}");
+    }
 }
 
 #[test]

@@ -42,6 +42,9 @@ type Tagger = Hmac<Sha256>;
 
 /// A directory of `<sha256 of wasm + engine config>.cwasm` files and their
 /// key.
+/// Components this large are said to be compiling (it takes seconds).
+const SAYS_COMPILING_FROM: usize = 4 << 20;
+
 pub struct ComponentCache {
     dir: PathBuf,
     engine_hash: u64,
@@ -116,13 +119,15 @@ impl ComponentCache {
             .as_ref()
     }
 
-    pub fn load(&self, engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    /// The component of `wasm` (read from `source`, which a long compile
+    /// names on stderr): from the cache, else compiled and cached.
+    pub fn load(&self, engine: &Engine, wasm: &[u8], source: &Path) -> Result<Component> {
         let mut hasher = Sha256::new();
         hasher.update(self.engine_hash.to_le_bytes());
         hasher.update(wasm);
         let name = format!("{}.cwasm", hex::encode(hasher.finalize()));
         let Some(key) = self.key() else {
-            return self.compile(engine, wasm);
+            return self.compile(engine, wasm, source);
         };
         let path = self.dir.join(&name);
         match read_entry(&path, &name, key) {
@@ -151,7 +156,7 @@ impl ComponentCache {
                 self.dir.display()
             ),
         }
-        let component = self.compile(engine, wasm)?;
+        let component = self.compile(engine, wasm, source)?;
         if let Err(e) = store(&self.dir, &name, key, &component) {
             tracing::warn!(
                 "could not cache compiled component at {}: {e:#}",
@@ -161,7 +166,15 @@ impl ComponentCache {
         Ok(component)
     }
 
-    fn compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    fn compile(&self, engine: &Engine, wasm: &[u8], source: &Path) -> Result<Component> {
+        if wasm.len() >= SAYS_COMPILING_FROM {
+            // A Python node's component (~19 MB) takes seconds.
+            crate::errln!(
+                "compiling {} ({:.0} MB; once: it is cached for later runs)",
+                source.display(),
+                wasm.len() as f64 / 1e6
+            );
+        }
         let component = Component::new(engine, wasm).map_err(anyhow::Error::from)?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
         Ok(component)

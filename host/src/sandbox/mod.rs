@@ -79,7 +79,7 @@ impl Sandbox {
                 )
             })?;
         check_is_component(path, &bytes)?;
-        self.cache.load(&self.engine, &bytes).map_err(|e| {
+        self.cache.load(&self.engine, &bytes, path).map_err(|e| {
             anyhow::anyhow!(
                 "cannot compile component {}: {e:#}\n  help: the file is damaged or not a WebAssembly component; rebuild it for wasm32-wasip2",
                 path.display()
