@@ -173,10 +173,21 @@ fn prepare(
         files.push(match source {
             ComponentSource::Wasm(path) => path.clone(),
             ComponentSource::Crate(dir) => build_node_crate(dir)?,
-            ComponentSource::Python { app, world, wit } => {
+            ComponentSource::Script {
+                language,
+                app,
+                world,
+                wit,
+            } => {
                 let cache = sandbox.cache();
                 let cache = cache.usable().then(|| cache.dir());
-                crate::python::build_python_node(app, world, wit.as_deref(), cache)?
+                crate::script_nodes::build_script_node(
+                    *language,
+                    app,
+                    world,
+                    wit.as_deref(),
+                    cache,
+                )?
             }
         });
     }

@@ -156,8 +156,8 @@ fn resolve_components(
                     .help(help));
             }
             ComponentSource::Wasm(path)
-        } else if written.ends_with(".py") {
-            python_source(cx, entry, path)?
+        } else if let Some(language) = crate::script_nodes::Language::of(written) {
+            script_source(cx, entry, path, language)?
         } else if path.join("Cargo.toml").is_file() {
             ComponentSource::Crate(path)
         } else {
@@ -166,7 +166,7 @@ fn resolve_components(
                     &entry.component.origin,
                     format!("component {written:?} is neither a .wasm file nor a crate directory ({} has no Cargo.toml)", path.display()),
                 )
-                .help("give a path, relative to program.toml, of a .wasm component, a node crate, or a Python node's .py file"));
+                .help("give a path, relative to program.toml, of a .wasm component, a node crate, or a Python (.py) or JavaScript (.js) node's app file"));
         };
         let index = match sources.iter().position(|s| *s == source) {
             Some(i) => i,
@@ -180,19 +180,21 @@ fn resolve_components(
     Ok((sources, of_entry))
 }
 
-/// A Python node's source: its app file (which must be a file), its world
-/// (which it must name) and its WIT (`wit`, default the `wit` directory
-/// beside program.toml).
-fn python_source(
+/// A Python or JavaScript node's source: its app file (which must be a
+/// file), its world (which it must name) and its WIT (`wit`, default the
+/// `wit` directory beside program.toml).
+fn script_source(
     cx: &Context,
     entry: &Entry,
     app: std::path::PathBuf,
+    language: crate::script_nodes::Language,
 ) -> Result<ComponentSource, Diagnostic> {
+    let lang = language.name();
     if !app.is_file() {
         return Err(cx
             .error(
                 &entry.component.origin,
-                format!("Python node file {} does not exist (or is not a file)", app.display()),
+                format!("{lang} node file {} does not exist (or is not a file)", app.display()),
             )
             .help("give the path, relative to program.toml, of the node's app module, e.g. component = \"producer_py/app.py\""));
     }
@@ -200,7 +202,7 @@ fn python_source(
         return Err(cx
             .error(
                 &entry.component.origin,
-                format!("Python node {} names no WIT world to build it for", entry.name.value),
+                format!("{lang} node {} names no WIT world to build it for", entry.name.value),
             )
             .help("add the world its app implements, e.g. world = \"my:app/producer-node\" (and wit = \"wit\" if its WIT is not in the wit directory beside program.toml)"));
     };
@@ -209,7 +211,8 @@ fn python_source(
         .join(entry.wit.as_ref().map_or("wit", |w| w.value.as_str()));
     // A node of lp:node's own worlds needs no WIT of its own.
     if entry.wit.is_none() && !wit.exists() && world.value.starts_with("lp:node/") {
-        return Ok(ComponentSource::Python {
+        return Ok(ComponentSource::Script {
+            language,
             app,
             world: world.value.clone(),
             wit: None,
@@ -224,14 +227,15 @@ fn python_source(
             .error(
                 origin,
                 format!(
-                    "the WIT of Python node {} ({}) does not exist",
+                    "the WIT of {lang} node {} ({}) does not exist",
                     entry.name.value,
                     wit.display()
                 ),
             )
             .help("set wit to the node's WIT directory or file, relative to program.toml"));
     }
-    Ok(ComponentSource::Python {
+    Ok(ComponentSource::Script {
+        language,
         app,
         world: world.value.clone(),
         wit: Some(wit),

@@ -89,10 +89,11 @@ pub enum ComponentSource {
     Wasm(PathBuf),
     /// A node crate directory, built for wasm32-wasip2 before launch.
     Crate(PathBuf),
-    /// A Python node: its app file, built with componentize-py for
-    /// `world` of the WIT at `wit` (none: a world of lp:node itself)
-    /// before launch.
-    Python {
+    /// A Python or JavaScript node: its app file, built (componentize-py,
+    /// componentize-js) for `world` of the WIT at `wit` (none: a world of
+    /// lp:node itself) before launch.
+    Script {
+        language: crate::script_nodes::Language,
         app: PathBuf,
         world: String,
         wit: Option<PathBuf>,

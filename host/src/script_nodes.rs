@@ -1,12 +1,13 @@
-//! Builds Python nodes into components before launch: the node's WIT is
-//! read as `lp_guest::generate!` reads a Rust node's (lp:node built in,
-//! client interfaces generated from service interfaces: `lp-wit`), written
-//! out as a WIT directory, and `componentize-py` builds the app against the
-//! node's world, with lp's Python SDK (`import lp`) beside the app. The
-//! result is kept in the component cache's `python/`
-//! directory under a digest of everything that went in (componentize-py's
-//! version, the world, the WIT, the app directory's Python files), so an
-//! unchanged node is not built again.
+//! Builds Python and JavaScript nodes into components before launch: the
+//! node's WIT is read as `lp_guest::generate!` reads a Rust node's (lp:node
+//! built in, client interfaces generated from service interfaces:
+//! `lp-wit`), written out as a WIT directory, and the language's tool
+//! builds the app against the node's world: componentize-py (with lp's
+//! Python SDK, `import lp`, beside the app) or componentize-js. The result
+//! is kept in the component cache's `python/` or `javascript/` directory
+//! under a digest of everything that went in (the tool's version, the
+//! world, the WIT, the app directory's sources), so an unchanged node is
+//! not built again.
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
@@ -19,24 +20,91 @@ use sha2::{Digest as _, Sha256};
 /// installs).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 
+/// The componentize-js this project is tested with.
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+
 /// lp's Python SDK (`import lp`), put beside every Python node's app.
 pub const SDK: &str = include_str!("../../guest-sdk/python/lp.py");
 
-/// The componentize-py to run: `$LP_COMPONENTIZE_PY`, else the one on PATH.
-fn componentize_py() -> PathBuf {
-    std::env::var_os("LP_COMPONENTIZE_PY").map_or_else(|| "componentize-py".into(), PathBuf::from)
+/// The language of a node that lp-host builds from its sources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Language {
+    /// A `.py` app module, built with componentize-py.
+    Python,
+    /// A `.js` module, built with componentize-js (synchronous worlds only).
+    JavaScript,
 }
 
-/// Build the Python node whose app module is `app` for `world` of the WIT
-/// at `wit` (none: lp:node's own worlds), keeping the component in `cache` (a directory of the user's
-/// own, or `None`: a private directory of its own each time); its file.
-pub fn build_python_node(
+impl Language {
+    /// The language of a component path, by its ending.
+    pub fn of(path: &str) -> Option<Language> {
+        if path.ends_with(".py") {
+            Some(Language::Python)
+        } else if path.ends_with(".js") || path.ends_with(".mjs") {
+            Some(Language::JavaScript)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "Python",
+            Language::JavaScript => "JavaScript",
+        }
+    }
+
+    /// Its sources' endings (what goes into the build's digest).
+    fn sources(self) -> &'static [&'static str] {
+        match self {
+            Language::Python => &[".py"],
+            Language::JavaScript => &[".js", ".mjs"],
+        }
+    }
+
+    /// The tool to run: `$LP_COMPONENTIZE_PY` or `$LP_COMPONENTIZE_JS`,
+    /// else the one on PATH.
+    fn tool(self) -> PathBuf {
+        let (var, default) = match self {
+            Language::Python => ("LP_COMPONENTIZE_PY", "componentize-py"),
+            Language::JavaScript => ("LP_COMPONENTIZE_JS", "componentize-js"),
+        };
+        std::env::var_os(var).map_or_else(|| default.into(), PathBuf::from)
+    }
+
+    fn install_help(self) -> String {
+        match self {
+            Language::Python => format!(
+                "install it with `pip install componentize-py=={COMPONENTIZE_PY_VERSION}`, or set LP_COMPONENTIZE_PY to its path"
+            ),
+            Language::JavaScript => format!(
+                "install it with `npm install -g @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}`, or set LP_COMPONENTIZE_JS to its path"
+            ),
+        }
+    }
+
+    /// The cache's directory for its components.
+    fn cache_dir(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+        }
+    }
+}
+
+/// Build the `language` node whose app module is `app` for `world` of the
+/// WIT at `wit` (none: lp:node's own worlds), keeping the component in
+/// `cache` (a directory of the user's own, or `None`: a private directory
+/// of its own each time); its file.
+pub fn build_script_node(
+    language: Language,
     app: &Path,
     world: &str,
     wit: Option<&Path>,
     cache: Option<&Path>,
 ) -> Result<PathBuf> {
-    let tool = componentize_py();
+    let tool = language.tool();
+    let lang = language.name();
     let version = match Command::new(&tool)
         .arg("--version")
         .stdin(Stdio::null())
@@ -49,9 +117,10 @@ pub fn build_python_node(
             String::from_utf8_lossy(&out.stderr).trim()
         ),
         Err(e) => bail!(
-            "cannot run {} to build Python node {}: {e}\n  help: install it with `pip install componentize-py=={COMPONENTIZE_PY_VERSION}`, or set LP_COMPONENTIZE_PY to its path",
+            "cannot run {} to build {lang} node {}: {e}\n  help: {}",
             tool.display(),
-            app.display()
+            app.display(),
+            language.install_help()
         ),
     };
     let app = std::path::absolute(app)?;
@@ -61,10 +130,10 @@ pub fn build_python_node(
         None => Vec::new(),
     };
     let node_wit = lp_wit::load(Path::new("/"), &wit_paths)
-        .map_err(|e| anyhow::anyhow!("the WIT of Python node {}: {e}", app.display()))?;
+        .map_err(|e| anyhow::anyhow!("the WIT of {lang} node {}: {e}", app.display()))?;
     node_wit
         .world(world)
-        .map_err(|e| anyhow::anyhow!("Python node {}: {e}", app.display()))?;
+        .map_err(|e| anyhow::anyhow!("{lang} node {}: {e}", app.display()))?;
     let app_dir = app.parent().context("the app file has no directory")?;
     let module = app
         .file_stem()
@@ -79,11 +148,13 @@ pub fn build_python_node(
         digest.update((bytes.len() as u64).to_le_bytes());
         digest.update(bytes);
     };
-    feed("componentize-py", version.as_bytes());
+    feed(lang, version.as_bytes());
     feed("world", world.as_bytes());
     feed("module", module.as_bytes());
     feed("lp:node", lp_wit::NODE_WIT.as_bytes());
-    feed("lp.py", SDK.as_bytes());
+    if language == Language::Python {
+        feed("lp.py", SDK.as_bytes());
+    }
     for package in &node_wit.own {
         for (path, text) in &package.sources {
             feed(&file_name(path), text.as_bytes());
@@ -99,7 +170,7 @@ pub fn build_python_node(
         }
     }
     for (relative, bytes) in files_under(app_dir)? {
-        if relative.ends_with(".py") {
+        if language.sources().iter().any(|end| relative.ends_with(end)) {
             feed(&relative, &bytes);
         }
     }
@@ -107,7 +178,7 @@ pub fn build_python_node(
 
     let out_dir = match cache {
         Some(dir) => {
-            let dir = dir.join("python");
+            let dir = dir.join(language.cache_dir());
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -116,7 +187,7 @@ pub fn build_python_node(
             dir
         }
         None => tempfile::Builder::new()
-            .prefix("lp-python-")
+            .prefix("lp-build-")
             .tempdir()?
             .keep(),
     };
@@ -125,27 +196,43 @@ pub fn build_python_node(
         return Ok(built);
     }
 
-    let work = tempfile::Builder::new()
-        .prefix("lp-python-build-")
-        .tempdir()?;
+    let work = tempfile::Builder::new().prefix("lp-build-").tempdir()?;
     let wit_dir = work.path().join("wit");
     write_wit(&node_wit, &wit_dir)?;
-    let sdk_dir = work.path().join("sdk");
-    std::fs::create_dir(&sdk_dir)?;
-    std::fs::write(sdk_dir.join("lp.py"), SDK)?;
     crate::errln!(
-        "building Python node {} for {world} with componentize-py (a first build takes some seconds)",
-        app.display()
+        "building {lang} node {} for {world} with {} (a first build takes some seconds)",
+        app.display(),
+        tool.display()
     );
     let output = work.path().join("node.wasm");
-    let ran = Command::new(&tool)
-        .arg("-d")
-        .arg(&wit_dir)
-        .args(["-w", world, "componentize", "-p"])
-        .arg(app_dir)
-        .arg("-p")
-        .arg(&sdk_dir)
-        .arg(module)
+    let mut command = Command::new(&tool);
+    match language {
+        Language::Python => {
+            let sdk_dir = work.path().join("sdk");
+            std::fs::create_dir(&sdk_dir)?;
+            std::fs::write(sdk_dir.join("lp.py"), SDK)?;
+            command
+                .arg("-d")
+                .arg(&wit_dir)
+                .args(["-w", world, "componentize", "-p"])
+                .arg(app_dir)
+                .arg("-p")
+                .arg(&sdk_dir)
+                .arg(module);
+        }
+        Language::JavaScript => {
+            // No fetch: a node reaches out only through what it is granted.
+            command.arg(app).arg("--wit").arg(&wit_dir).args([
+                "--world-name",
+                world,
+                "-d",
+                "http",
+                "-d",
+                "fetch-event",
+            ]);
+        }
+    }
+    let ran = command
         .arg("-o")
         .arg(&output)
         .stdin(Stdio::null())
@@ -153,7 +240,7 @@ pub fn build_python_node(
         .with_context(|| format!("cannot run {}", tool.display()))?;
     if !ran.status.success() {
         bail!(
-            "building Python node {} failed:\n{}{}",
+            "building {lang} node {} failed:\n{}{}",
             app.display(),
             String::from_utf8_lossy(&ran.stdout).trim_end(),
             String::from_utf8_lossy(&ran.stderr).trim_end()
@@ -168,7 +255,7 @@ pub fn build_python_node(
     Ok(built)
 }
 
-/// Write `wit` out as a directory componentize-py reads: the node's
+/// Write `wit` out as a directory the tools read: the node's
 /// package (its files and the generated clients), lp:node and its other
 /// dependencies in `deps/`; or lp:node alone, for a node of its worlds.
 fn write_wit(wit: &lp_wit::NodeWit, dir: &Path) -> Result<()> {
