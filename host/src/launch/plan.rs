@@ -194,8 +194,13 @@ fn prepare(
 
     tracing::debug!("components built in {:?}", started.elapsed());
     let mut loaded = Vec::new();
-    for file in &files {
-        let component = sandbox.load(file)?;
+    for (file, source) in files.iter().zip(&program.components) {
+        // A built node is named by its sources, not by its cache entry.
+        let shown = match source {
+            ComponentSource::Script { app, .. } => app.as_path(),
+            _ => file.as_path(),
+        };
+        let component = sandbox.load_as(file, shown)?;
         let interface = inspect(sandbox.engine(), &component);
         loaded.push((component, interface));
     }

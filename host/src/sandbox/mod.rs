@@ -71,6 +71,12 @@ impl Sandbox {
     /// Load the component at `path`, compiling it only if the cache has no
     /// build of these exact bytes for this engine.
     pub fn load(&self, path: &Path) -> Result<Component> {
+        self.load_as(path, path)
+    }
+
+    /// Like [`Sandbox::load`], naming the component `shown` when it says
+    /// that it compiles it (a built node's sources, not its cache entry).
+    pub fn load_as(&self, path: &Path, shown: &Path) -> Result<Component> {
         let bytes = crate::files::read_regular(path, crate::files::Symlinks::Follow)
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -79,7 +85,7 @@ impl Sandbox {
                 )
             })?;
         check_is_component(path, &bytes)?;
-        self.cache.load(&self.engine, &bytes, path).map_err(|e| {
+        self.cache.load(&self.engine, &bytes, shown).map_err(|e| {
             anyhow::anyhow!(
                 "cannot compile component {}: {e:#}\n  help: the file is damaged or not a WebAssembly component; rebuild it for wasm32-wasip2",
                 path.display()
