@@ -239,11 +239,18 @@ pub fn build_script_node(
         .output()
         .with_context(|| format!("cannot run {}", tool.display()))?;
     if !ran.status.success() {
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&ran.stdout),
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        // The tool's own stack (componentize-py prints its Rust backtrace)
+        // says nothing about the app.
+        let said = said.split("\nStack backtrace:").next().unwrap_or_default();
         bail!(
-            "building {lang} node {} failed:\n{}{}",
+            "building {lang} node {} failed:\n{}",
             app.display(),
-            String::from_utf8_lossy(&ran.stdout).trim_end(),
-            String::from_utf8_lossy(&ran.stderr).trim_end()
+            said.trim_end()
         );
     }
     // Into the cache in one step: a reader sees the whole file or none.

@@ -260,6 +260,24 @@ fn a_python_exception_fails_its_node_with_the_traceback() {
 }
 
 #[test]
+fn an_app_that_does_not_parse_is_refused_with_the_syntax_error() {
+    if !componentize_py() {
+        return;
+    }
+    let out = lp_host(&["check", "tests/python/syntax/program.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("building Python node") && stderr.contains("SyntaxError: invalid syntax"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Stack backtrace"),
+        "the tool's own stack is left out: {stderr}"
+    );
+}
+
+#[test]
 fn without_componentize_py_the_error_says_how_to_install_it() {
     let mut args = vec!["check", PROGRAM];
     args.extend(PYTHON_PRODUCERS);

@@ -1,0 +1,4 @@
+"""An app that does not parse: its build fails with the SyntaxError."""
+
+def broken(:
+    pass
