@@ -169,10 +169,15 @@ pub fn build_script_node(
             }
         }
     }
-    for (relative, bytes) in files_under(app_dir)? {
-        if language.sources().iter().any(|end| relative.ends_with(end)) {
-            feed(&relative, &bytes);
-        }
+    // The app's sources, built from a copy: the tools write into the
+    // directory they build from (componentize-py leaves __pycache__), and
+    // the app's directory is the user's.
+    let sources: Vec<(String, Vec<u8>)> = files_under(app_dir)?
+        .into_iter()
+        .filter(|(relative, _)| language.sources().iter().any(|end| relative.ends_with(end)))
+        .collect();
+    for (relative, bytes) in &sources {
+        feed(relative, bytes);
     }
     let key = hex::encode(digest.finalize());
 
@@ -199,6 +204,15 @@ pub fn build_script_node(
     let work = tempfile::Builder::new().prefix("lp-build-").tempdir()?;
     let wit_dir = work.path().join("wit");
     write_wit(&node_wit, &wit_dir)?;
+    let app_copy = work.path().join("app");
+    for (relative, bytes) in &sources {
+        let to = app_copy.join(relative);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(to, bytes)?;
+    }
+    let app_file = app_copy.join(app.file_name().context("the app has no file name")?);
     crate::errln!(
         "building {lang} node {} for {world} with {} (a first build takes some seconds)",
         app.display(),
@@ -215,14 +229,14 @@ pub fn build_script_node(
                 .arg("-d")
                 .arg(&wit_dir)
                 .args(["-w", world, "componentize", "-p"])
-                .arg(app_dir)
+                .arg(&app_copy)
                 .arg("-p")
                 .arg(&sdk_dir)
                 .arg(module);
         }
         Language::JavaScript => {
             // No fetch: a node reaches out only through what it is granted.
-            command.arg(app).arg("--wit").arg(&wit_dir).args([
+            command.arg(&app_file).arg("--wit").arg(&wit_dir).args([
                 "--world-name",
                 world,
                 "-d",

@@ -122,6 +122,13 @@ fn hello_world_in_python_prints_its_greeting_and_finishes() {
         let said = stderr.contains("building Python node") && stderr.contains("compiling ");
         assert_eq!(said, first, "first run: {first}: {stderr}");
     }
+    // It was built from a copy: nothing written beside the app.
+    let app_dir = lp_tests::path("examples/hello_world/hello_py");
+    let left: Vec<_> = std::fs::read_dir(&app_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["app.py"], "{}", app_dir.display());
 }
 
 #[test]
