@@ -78,17 +78,22 @@ pub struct AgentArgs {
 
 /// Run an agent; returns the process exit code.
 pub fn main(args: AgentArgs) -> i32 {
-    // What it offers is checked before it joins anything.
-    if let Err(e) = offer(&args) {
-        crate::errln!("error: agent: {e:#}");
-        return 2;
-    }
+    // What it offers is settled (and checked) before it joins anything.
+    let offer = match offer(&args) {
+        Ok(offer) => offer,
+        Err(e) => {
+            crate::errln!("error: agent: {e:#}");
+            return 2;
+        }
+    };
     if let (true, Some(file)) = (args.stay, &args.token) {
         let mut last = String::new();
         loop {
             let token = next_token(file, &last);
             last = token.clone();
-            if let Err(e) = JoinToken::parse(token.trim()).and_then(|token| run(&args, token)) {
+            if let Err(e) =
+                JoinToken::parse(token.trim()).and_then(|token| run(&args, &offer, token))
+            {
                 crate::errln!("error: agent: {e:#}");
             }
         }
@@ -101,7 +106,7 @@ pub fn main(args: AgentArgs) -> i32 {
             )
         }),
     };
-    match token.and_then(|token| run(&args, token)) {
+    match token.and_then(|token| run(&args, &offer, token)) {
         Ok(()) => 0,
         Err(e) => {
             crate::errln!("error: agent: {e:#}");
@@ -145,7 +150,7 @@ fn launcher_of(token: &JoinToken) -> Result<SocketAddr> {
         .with_context(|| format!("the launcher's address {named:?} resolves to nothing"))
 }
 
-fn run(args: &AgentArgs, token: JoinToken) -> Result<()> {
+fn run(args: &AgentArgs, offer: &Offer, token: JoinToken) -> Result<()> {
     let token = match args.join {
         Some(addr) => JoinToken::new(vec![addr.to_string()], token.pin(), token.secret().clone())?,
         None => token,
@@ -204,7 +209,6 @@ fn run(args: &AgentArgs, token: JoinToken) -> Result<()> {
     let workers: Arc<Running> = Arc::default();
 
     let (up, up_rx) = tokio::sync::mpsc::unbounded_channel();
-    let offer = offer(args)?;
     let _ = up.send(AgentEvent {
         kind: Some(agent_event::Kind::Hello(AgentHello {
             agent: joined.agent,

@@ -31,10 +31,6 @@ impl Size {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        *self == Size::default()
-    }
-
     fn plus(self, other: Size) -> Size {
         Size {
             cpus: self.cpus + other.cpus,
@@ -289,13 +285,6 @@ fn shared(processes: &[Process], machines: u32) -> Group {
     }
 }
 
-impl Group {
-    /// Whether this group asks for nothing but machines.
-    pub fn asks_nothing(&self) -> bool {
-        self.size.is_empty() && self.host.is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,7 +362,8 @@ mod tests {
         let none = vec![process(0.0, 0, 0, None); 4];
         let layout = super::layout(&none, 2);
         assert_eq!(layout.groups().len(), 1);
-        assert!(layout.groups()[0].asks_nothing());
+        let group = &layout.groups()[0];
+        assert!(group.size == Size::default() && group.host.is_none());
         assert_eq!(layout.machines(), 2);
     }
 

@@ -175,30 +175,30 @@ pub fn address_toward_controller() -> Result<IpAddr> {
 /// nodes` of them, else one per process, at most as many as the partition
 /// (or the allocation this runs in) has.
 pub fn layout(program: &Program, processes: &[Process]) -> Result<Layout> {
-    layout_of_any_cpus(program, processes).map(Layout::whole_cpus)
+    let allocation = allocation();
+    let nodes = match (program.slurm.nodes, &allocation) {
+        (Some(nodes), _) => nodes,
+        (None, Some(allocation)) => (processes.len() as u32).clamp(1, allocation.nodes),
+        (None, None) => (processes.len() as u32).clamp(1, nodes_in_partition(program)?),
+    };
+    let layout = classes::layout(processes, nodes).whole_cpus();
+    if let Some(allocation) = allocation
+        && layout.machines() > allocation.nodes
+    {
+        bail!(
+            "the program asks for {} node(s), but this allocation (job {}) has {}\n  help: ask salloc/sbatch for {} nodes, or set program.slurm.nodes={}",
+            layout.machines(),
+            allocation.id,
+            allocation.nodes,
+            layout.machines(),
+            allocation.nodes
+        );
+    }
+    Ok(layout)
 }
 
-fn layout_of_any_cpus(program: &Program, processes: &[Process]) -> Result<Layout> {
-    if let Some(allocation) = allocation() {
-        let nodes = program
-            .slurm
-            .nodes
-            .unwrap_or_else(|| (processes.len() as u32).clamp(1, allocation.nodes));
-        let layout = classes::layout(processes, nodes);
-        let wanted = layout.machines();
-        if wanted > allocation.nodes {
-            bail!(
-                "the program asks for {wanted} node(s), but this allocation (job {}) has {}\n  help: ask salloc/sbatch for {wanted} nodes, or set program.slurm.nodes={}",
-                allocation.id,
-                allocation.nodes,
-                allocation.nodes
-            );
-        }
-        return Ok(layout);
-    }
-    if let Some(nodes) = program.slurm.nodes {
-        return Ok(classes::layout(processes, nodes));
-    }
+/// How many nodes Slurm lists in the program's partition (at least one).
+fn nodes_in_partition(program: &Program) -> Result<u32> {
     let mut args = vec!["-h", "-o", "%D"];
     if let Some(partition) = &program.slurm.partition {
         args.extend(["-p", partition]);
@@ -218,10 +218,7 @@ fn layout_of_any_cpus(program: &Program, processes: &[Process]) -> Result<Layout
                 .map_or(String::new(), |p| format!(" in partition {p:?}"))
         );
     }
-    Ok(classes::layout(
-        processes,
-        (processes.len() as u32).clamp(1, in_partition),
-    ))
+    Ok(in_partition)
 }
 
 /// The sbatch options of the job's components, one list per group of
