@@ -143,7 +143,7 @@ pub fn launch(plan: &Plan, options: LaunchOptions, hosts: &HostsOptions) -> Resu
             crate::errln!(
                 "slurm: {} runs the agents ({}); they join at {listen}",
                 submitted.describe(),
-                layout.describe("node")
+                submitted.nodes()
             );
             let file = submitted.dir().join("join.token");
             crew.job = Some(submitted);

@@ -69,6 +69,8 @@ pub struct Job {
     /// to cancel; the step is.
     step: Option<std::process::Child>,
     cancelled: bool,
+    /// The nodes its agents run on, as the launcher says them.
+    nodes: String,
 }
 
 /// The Slurm allocation this process runs in, if any (`salloc`, a batch
@@ -259,22 +261,44 @@ pub fn sbatch_components(program: &Program, layout: &Layout) -> Vec<Vec<String>>
         .collect()
 }
 
+/// How the agents' step uses the nodes it runs on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    /// A component per group of the layout (a heterogeneous job or
+    /// allocation when there are several), each agent offering its
+    /// group's size.
+    PerGroup,
+    /// All the layout's nodes as one (a plain allocation, or a job of like
+    /// nodes), each agent offering its node as it is.
+    AsOne,
+}
+
+impl Step {
+    /// `3 nodes`, or (per group) each group's size.
+    fn describe(self, layout: &Layout) -> String {
+        match (self, layout.machines()) {
+            (Step::PerGroup, _) => layout.describe("node"),
+            (Step::AsOne, 1) => "1 node".into(),
+            (Step::AsOne, n) => format!("{n} nodes"),
+        }
+    }
+
+    /// The step of a job of its own for `layout`.
+    fn of_job(layout: &Layout) -> Step {
+        match layout.offers_sizes() {
+            true => Step::PerGroup,
+            false => Step::AsOne,
+        }
+    }
+}
+
 /// `srun`'s arguments for the agents of `layout`, an agent on each node,
-/// labelled with the node's name and (when the layout sizes its groups)
-/// offering what its component was given; `het`: one component of a
-/// heterogeneous allocation per group.
-fn srun_args(layout: &Layout, het: bool, exe: &Path, token: &Path) -> Vec<String> {
-    let mut args = Vec::new();
-    for (k, group) in layout.groups().iter().enumerate() {
-        if k > 0 {
-            args.push(":".to_string());
-        }
-        if het {
-            args.push(format!("--het-group={k}"));
-        }
-        args.extend([
-            format!("--nodes={}", group.machines),
-            format!("--ntasks={}", group.machines),
+/// labelled with the node's name, as `step` says.
+fn srun_args(layout: &Layout, step: Step, exe: &Path, token: &Path) -> Vec<String> {
+    let task = |nodes: u32| {
+        vec![
+            format!("--nodes={nodes}"),
+            format!("--ntasks={nodes}"),
             "--ntasks-per-node=1".into(),
             "--kill-on-bad-exit=0".into(),
             "/bin/sh".into(),
@@ -282,10 +306,22 @@ fn srun_args(layout: &Layout, het: bool, exe: &Path, token: &Path) -> Vec<String
             AGENT_COMMAND.into(),
             exe.to_string_lossy().into_owned(),
             token.to_string_lossy().into_owned(),
-        ]);
-        if het || layout.offers_sizes() {
-            args.extend(group.size.agent_args());
+        ]
+    };
+    if step == Step::AsOne {
+        return task(layout.machines());
+    }
+    let groups = layout.groups();
+    let mut args = Vec::new();
+    for (k, group) in groups.iter().enumerate() {
+        if k > 0 {
+            args.push(":".to_string());
         }
+        if groups.len() > 1 {
+            args.push(format!("--het-group={k}"));
+        }
+        args.extend(task(group.machines));
+        args.extend(group.size.agent_args());
     }
     args
 }
@@ -338,10 +374,10 @@ impl Job {
             None => dir_path.join("slurm-%j.out"),
         };
         if let Some(allocation) = allocation() {
-            let het = step_is_heterogeneous(&allocation, layout)?;
+            let how = step_in(&allocation, layout)?;
             let step = Command::new("srun")
                 .arg(format!("--output={}", output.display()))
-                .args(srun_args(layout, het, exe, &token))
+                .args(srun_args(layout, how, exe, &token))
                 .stdin(std::process::Stdio::null())
                 .spawn()
                 .context("cannot run srun (is Slurm's client installed and on PATH?)")?;
@@ -352,14 +388,14 @@ impl Job {
                 output,
                 step: Some(step),
                 cancelled: false,
+                nodes: how.describe(layout),
             });
         }
         let script = dir_path.join("agents.sh");
         // One agent per node, labelled with the node's name (for
         // `resources.host`); an agent's failure does not end the others
         // (the launcher decides what a lost agent means).
-        let het = layout.groups().len() > 1;
-        let words: Vec<String> = srun_args(layout, het, exe, &token)
+        let words: Vec<String> = srun_args(layout, Step::of_job(layout), exe, &token)
             .iter()
             .map(|w| sh_quoted(w))
             .collect();
@@ -378,7 +414,13 @@ impl Job {
             output,
             step: None,
             cancelled: false,
+            nodes: Step::of_job(layout).describe(layout),
         })
+    }
+
+    /// The nodes its agents run on: `3 nodes`, or each group's size.
+    pub fn nodes(&self) -> &str {
+        &self.nodes
     }
 
     /// How the launcher names it.
@@ -568,13 +610,13 @@ fn submit_batch(
     job_id(&stdout)
 }
 
-/// Whether the agents' step inside `allocation` runs one component per
-/// group of `layout`: in a heterogeneous allocation (a `--detach`ed
-/// launch's own job) that must be made of the same groups; in a plain one
-/// the agents offer their nodes as they are.
-fn step_is_heterogeneous(allocation: &Allocation, layout: &Layout) -> Result<bool> {
+/// The agents' step inside `allocation`: one component per group of
+/// `layout` in a heterogeneous allocation (a `--detach`ed launch's own
+/// job), which must be made of the same groups; in a plain one, all its
+/// nodes as one, the agents offering their nodes as they are.
+fn step_in(allocation: &Allocation, layout: &Layout) -> Result<Step> {
     if allocation.components.is_empty() {
-        return Ok(false);
+        return Ok(Step::AsOne);
     }
     let wanted: Vec<u32> = layout.groups().iter().map(|g| g.machines).collect();
     if allocation.components != wanted {
@@ -584,7 +626,7 @@ fn step_is_heterogeneous(allocation: &Allocation, layout: &Layout) -> Result<boo
             allocation.components
         );
     }
-    Ok(true)
+    Ok(Step::PerGroup)
 }
 
 /// `--detach`: submit a job whose batch step is this launch's launcher
@@ -797,7 +839,12 @@ mod tests {
         );
         // Its agents offer what their component holds, each group a
         // component of the step.
-        let args = srun_args(&layout, true, Path::new("/lp-host"), Path::new("/t"));
+        let args = srun_args(
+            &layout,
+            Step::PerGroup,
+            Path::new("/lp-host"),
+            Path::new("/t"),
+        );
         let groups: Vec<&[String]> = args.split(|w| w == ":").collect();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0][0], "--het-group=0");
@@ -845,12 +892,39 @@ mod tests {
             ]]
         );
         // Not sized: the agents offer their nodes.
-        let args = srun_args(&layout, false, Path::new("/lp-host"), Path::new("/t"));
+        let args = srun_args(
+            &layout,
+            Step::of_job(&layout),
+            Path::new("/lp-host"),
+            Path::new("/t"),
+        );
         assert!(
             args.ends_with(&["/lp-host".to_string(), "/t".to_string()]),
             "{args:?}"
         );
         assert!(!args.iter().any(|a| a.starts_with("--het-group")));
+    }
+
+    #[test]
+    fn inside_a_plain_allocation_the_agents_are_one_step_offering_their_nodes() {
+        let p = program(&["learner.resources.cpus=2", "actor.resources.cpus=0.5"]);
+        let layout = classes::layout(&placement::processes(&p), 3).whole_cpus();
+        assert_eq!(layout.groups().len(), 2, "two classes");
+        // A plain allocation has one component: no `:` (srun would take it
+        // for a heterogeneous step), all three nodes, no sized offers.
+        let args = srun_args(&layout, Step::AsOne, Path::new("/lp-host"), Path::new("/t"));
+        assert!(
+            !args
+                .iter()
+                .any(|a| a == ":" || a.starts_with("--het-group")),
+            "{args:?}"
+        );
+        assert!(args.contains(&"--nodes=3".to_string()), "{args:?}");
+        assert_eq!(Step::AsOne.describe(&layout), "3 nodes");
+        assert!(
+            args.ends_with(&["/lp-host".to_string(), "/t".to_string()]),
+            "{args:?}"
+        );
     }
 
     #[test]
