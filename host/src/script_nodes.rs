@@ -105,24 +105,14 @@ pub fn build_script_node(
 ) -> Result<PathBuf> {
     let tool = language.tool();
     let lang = language.name();
-    let version = match Command::new(&tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        Ok(out) => bail!(
-            "{} --version failed: {}",
-            tool.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => bail!(
+    let version = tool_version(&tool).map_err(|e| {
+        anyhow::anyhow!(
             "cannot run {} to build {lang} node {}: {e}\n  help: {}",
             tool.display(),
             app.display(),
             language.install_help()
-        ),
-    };
+        )
+    })?;
     let app = std::path::absolute(app)?;
     let app = app.as_path();
     let wit_paths = match wit {
@@ -163,19 +153,26 @@ pub fn build_script_node(
             "clients",
             package.clients.as_deref().unwrap_or("").as_bytes(),
         );
-        for dep in &package.deps {
-            for (relative, bytes) in files_under(dep)? {
-                feed(&format!("deps/{}/{relative}", file_name(dep)), &bytes);
-            }
+    }
+    // The packages' dependencies, read once: digested here, written out
+    // for the tool below.
+    let deps: Vec<(String, Files)> = node_wit
+        .own
+        .iter()
+        .flat_map(|package| &package.deps)
+        .map(|dep| Ok((file_name(dep), files_under(dep, |_| true)?)))
+        .collect::<Result<_>>()?;
+    for (name, files) in &deps {
+        for (relative, bytes) in files {
+            feed(&format!("deps/{name}/{relative}"), bytes);
         }
     }
     // The app's sources, built from a copy: the tools write into the
     // directory they build from (componentize-py leaves __pycache__), and
     // the app's directory is the user's.
-    let sources: Vec<(String, Vec<u8>)> = files_under(app_dir)?
-        .into_iter()
-        .filter(|(relative, _)| language.sources().iter().any(|end| relative.ends_with(end)))
-        .collect();
+    let sources = files_under(app_dir, |relative| {
+        language.sources().iter().any(|end| relative.ends_with(end))
+    })?;
     for (relative, bytes) in &sources {
         feed(relative, bytes);
     }
@@ -203,7 +200,7 @@ pub fn build_script_node(
 
     let work = tempfile::Builder::new().prefix("lp-build-").tempdir()?;
     let wit_dir = work.path().join("wit");
-    write_wit(&node_wit, &wit_dir)?;
+    write_wit(&node_wit, &deps, &wit_dir)?;
     let app_copy = work.path().join("app");
     for (relative, bytes) in &sources {
         let to = app_copy.join(relative);
@@ -276,19 +273,20 @@ pub fn build_script_node(
     Ok(built)
 }
 
-/// Write `wit` out as a directory the tools read: the node's
-/// package (its files and the generated clients), lp:node and its other
-/// dependencies in `deps/`; or lp:node alone, for a node of its worlds.
-fn write_wit(wit: &lp_wit::NodeWit, dir: &Path) -> Result<()> {
+/// Write `wit` out as a directory the tools read: the node's package
+/// (its files and the generated clients), lp:node and its other
+/// dependencies (`deps`, as read) in `deps/`; or lp:node alone, for a node
+/// of its worlds.
+fn write_wit(wit: &lp_wit::NodeWit, deps: &[(String, Files)], dir: &Path) -> Result<()> {
     if wit.own.is_empty() {
         // A world of lp:node itself: that package is the WIT.
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("node.wit"), lp_wit::NODE_WIT)?;
         return Ok(());
     }
-    let deps = dir.join("deps");
-    std::fs::create_dir_all(deps.join("lp-node"))?;
-    std::fs::write(deps.join("lp-node").join("node.wit"), lp_wit::NODE_WIT)?;
+    let deps_dir = dir.join("deps");
+    std::fs::create_dir_all(deps_dir.join("lp-node"))?;
+    std::fs::write(deps_dir.join("lp-node").join("node.wit"), lp_wit::NODE_WIT)?;
     for package in &wit.own {
         for (path, text) in &package.sources {
             std::fs::write(dir.join(file_name(path)), text)?;
@@ -296,22 +294,43 @@ fn write_wit(wit: &lp_wit::NodeWit, dir: &Path) -> Result<()> {
         if let Some(clients) = &package.clients {
             std::fs::write(dir.join("lp-generated-clients.wit"), clients)?;
         }
-        for dep in &package.deps {
-            for (relative, bytes) in files_under(dep)? {
-                let to = deps.join(file_name(dep)).join(&relative);
-                let to = if relative.is_empty() {
-                    deps.join(file_name(dep))
-                } else {
-                    to
-                };
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::write(to, bytes)?;
+    }
+    for (name, files) in deps {
+        for (relative, bytes) in files {
+            // A dependency that is one file has the relative path "".
+            let to = match relative.is_empty() {
+                true => deps_dir.join(name),
+                false => deps_dir.join(name).join(relative),
+            };
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
             }
+            std::fs::write(to, bytes)?;
         }
     }
     Ok(())
+}
+
+/// The version `tool --version` prints, asked once per process and tool (a
+/// program's Python nodes share it; asking costs a Python start).
+fn tool_version(tool: &Path) -> std::io::Result<String> {
+    static ASKED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    if let Some((_, version)) = crate::lock(&ASKED).iter().find(|(t, _)| t == tool) {
+        return Ok(version.clone());
+    }
+    let out = Command::new(tool)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "--version failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    crate::lock(&ASKED).push((tool.to_path_buf(), version.clone()));
+    Ok(version)
 }
 
 fn file_name(path: &Path) -> String {
@@ -319,10 +338,14 @@ fn file_name(path: &Path) -> String {
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
-/// The regular files under `path` (itself, if a file: relative path ""),
-/// sorted by their path relative to it; `__pycache__` and hidden entries
-/// left out.
-fn files_under(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+/// Files as read: each one's path relative to where they were read, and
+/// its bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// The regular files under `path` (itself, if a file: relative path "")
+/// whose relative path `keep` takes, read and sorted by that path;
+/// `__pycache__` and hidden entries left out.
+fn files_under(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Files> {
     let mut found = Vec::new();
     if path.is_file() {
         found.push((String::new(), std::fs::read(path)?));
@@ -342,7 +365,7 @@ fn files_under(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 stack.push((entry.path(), format!("{relative}/")));
-            } else if kind.is_file() {
+            } else if kind.is_file() && keep(&relative) {
                 found.push((relative, std::fs::read(entry.path())?));
             }
         }
