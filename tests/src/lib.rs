@@ -41,6 +41,38 @@ pub fn lp_host_exe() -> PathBuf {
         .expect("the lp-host binary: run `cargo build -p lp-host` first")
 }
 
+/// `lp-host ARGS...` run from the repository root, to its end.
+pub fn lp_host(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(lp_host_exe())
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("lp-host runs")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether the build tool `tool` (answering `--version`) is installed;
+/// where it is not, the test is skipped saying how to install it, except
+/// in CI (`CI` set), whose setup installs it: there that fails the test.
+pub fn tool_installed(tool: &str, install: &str) -> bool {
+    let there = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !there {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is not installed; .ci/setup-tests installs it"
+        );
+        eprintln!("skipped: {tool} is not installed ({install})");
+    }
+    there
+}
+
 /// One engine and component cache for every test in a test binary.
 pub fn sandbox() -> Arc<Sandbox> {
     static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();

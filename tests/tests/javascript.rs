@@ -5,7 +5,9 @@
 //! says how to install it. Skipped (saying why) where componentize-js is
 //! not installed, except in CI (`CI` set), which installs it.
 
-use std::process::{Command, Output};
+use std::process::Command;
+
+use lp_tests::{lp_host, text};
 
 /// The `--set`s that make the producers JavaScript nodes.
 const JS_PRODUCERS: [&str; 4] = [
@@ -15,39 +17,17 @@ const JS_PRODUCERS: [&str; 4] = [
     "producer.world=\"lp:consumer-producers/blocking-producer-node\"",
 ];
 
-/// Whether componentize-js is there to build JavaScript nodes (in CI it must be).
-fn componentize_js() -> bool {
-    let there = Command::new("componentize-js")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !there {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "componentize-js is not installed; .ci/setup-tests installs it"
-        );
-        eprintln!(
-            "skipped: componentize-js is not installed (npm install -g @bytecodealliance/componentize-js@0.23.0)"
-        );
-    }
-    there
-}
-
-fn lp_host(args: &[&str]) -> Output {
-    Command::new(lp_tests::lp_host_exe())
-        .args(args)
-        .current_dir(lp_tests::repo())
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Whether componentize-js is there to build these nodes (in CI it must be).
+fn installed() -> bool {
+    lp_tests::tool_installed(
+        "componentize-js",
+        "npm install -g @bytecodealliance/componentize-js@0.23.0",
+    )
 }
 
 #[test]
 fn hello_world_in_javascript_prints_its_greeting_and_finishes() {
-    if !componentize_js() {
+    if !installed() {
         return;
     }
     let out = lp_host(&[
@@ -64,7 +44,7 @@ fn hello_world_in_javascript_prints_its_greeting_and_finishes() {
 
 #[test]
 fn javascript_producers_serve_the_rust_consumer_under_local_mt_and_local_mp() {
-    if !componentize_js() {
+    if !installed() {
         return;
     }
     for launch in ["local_mt", "local_mp"] {

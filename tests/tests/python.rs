@@ -10,7 +10,9 @@
 //! how to install it. Skipped (saying why) where componentize-py is not
 //! installed, except in CI (`CI` set), which installs it.
 
-use std::process::{Command, Output};
+use std::process::Command;
+
+use lp_tests::{lp_host, text};
 
 use lp_host::testing::{TestLaunch, TestProgram};
 
@@ -32,39 +34,14 @@ const PYTHON_PRODUCERS: [&str; 4] = [
     "producer.world=\"lp:consumer-producers/producer-node\"",
 ];
 
-/// Whether componentize-py is there to build Python nodes (in CI it must be).
-fn componentize_py() -> bool {
-    let there = Command::new("componentize-py")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !there {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "componentize-py is not installed; .ci/setup-tests installs it"
-        );
-        eprintln!(
-            "skipped: componentize-py is not installed (pip install componentize-py==0.25.1)"
-        );
-    }
-    there
-}
-
-fn lp_host(args: &[&str]) -> Output {
-    Command::new(lp_tests::lp_host_exe())
-        .args(args)
-        .current_dir(lp_tests::repo())
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Whether componentize-py is there to build these nodes (in CI it must be).
+fn installed() -> bool {
+    lp_tests::tool_installed("componentize-py", "pip install componentize-py==0.25.1")
 }
 
 #[test]
 fn python_and_rust_nodes_mix_in_one_program_under_local_mt_local_mp_and_hosts() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     let launches: [&[&str]; 3] = [
@@ -95,7 +72,7 @@ fn python_and_rust_nodes_mix_in_one_program_under_local_mt_local_mp_and_hosts() 
 
 #[test]
 fn hello_world_in_python_prints_its_greeting_and_finishes() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     // A node of lp:node's own world: no WIT of its own. In a cache of its
@@ -133,7 +110,7 @@ fn hello_world_in_python_prints_its_greeting_and_finishes() {
 
 #[test]
 fn run_and_serve_in_python_serves_while_its_run_loops() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     let learner = [
@@ -165,7 +142,7 @@ fn run_and_serve_in_python_serves_while_its_run_loops() {
 
 #[test]
 fn the_test_api_drives_python_nodes() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     for launch in [TestLaunch::Mt, TestLaunch::Mp] {
@@ -206,7 +183,7 @@ fn the_test_api_drives_python_nodes() {
 
 #[test]
 fn a_seeded_run_of_python_nodes_replays_byte_for_byte() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +211,7 @@ fn a_seeded_run_of_python_nodes_replays_byte_for_byte() {
 
 #[test]
 fn a_python_node_built_against_a_mismatched_wit_is_refused_before_launch() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     let out = lp_host(&["run", "tests/python/mismatch/program.toml"]);
@@ -250,7 +227,7 @@ fn a_python_node_built_against_a_mismatched_wit_is_refused_before_launch() {
 
 #[test]
 fn a_python_exception_fails_its_node_with_the_traceback() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     let out = lp_host(&["run", "tests/python/raising/program.toml"]);
@@ -268,7 +245,7 @@ fn a_python_exception_fails_its_node_with_the_traceback() {
 
 #[test]
 fn an_app_that_does_not_parse_is_refused_with_the_syntax_error() {
-    if !componentize_py() {
+    if !installed() {
         return;
     }
     let out = lp_host(&["check", "tests/python/syntax/program.toml"]);
