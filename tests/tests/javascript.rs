@@ -1,7 +1,7 @@
 //! JavaScript nodes (built with componentize-js by lp-host; synchronous
 //! worlds only): hello_world in JavaScript (lp:node's own
 //! blocking-node-with-run), and JavaScript producers served to the Rust
-//! consumer under local_mt and local_mp; without componentize-js the error
+//! consumer under local_mt, local_mp, test_mt and hosts; without componentize-js the error
 //! says how to install it. Skipped (saying why) where componentize-js is
 //! not installed, except in CI (`CI` set), which installs it.
 
@@ -43,26 +43,31 @@ fn hello_world_in_javascript_prints_its_greeting_and_finishes() {
 }
 
 #[test]
-fn javascript_producers_serve_the_rust_consumer_under_local_mt_and_local_mp() {
+fn javascript_producers_serve_the_rust_consumer_under_every_launch_type() {
     if !installed() {
         return;
     }
-    for launch in ["local_mt", "local_mp"] {
+    let launches: [&[&str]; 4] = [
+        &["--launch", "local_mt"],
+        &["--launch", "local_mp"],
+        &["--launch", "test_mt", "--seed", "3"],
+        &["--launch", "hosts", "--local-agents", "--agents", "2"],
+    ];
+    for launch in launches {
         let mut args = vec![
             "run",
             "examples/consumer_producers/program.toml",
-            "--launch",
-            launch,
             "--set",
             "producer.replicas=3",
         ];
+        args.extend(launch);
         args.extend(JS_PRODUCERS);
         let out = lp_host(&args);
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert_eq!(out.status.code(), Some(0), "{launch}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{launch:?}: {stderr}");
         for step in 0..10 {
             let line = format!("[consumer] step {step}: [{step}, {step}, {step}]\n");
-            assert!(stdout.contains(&line), "{launch}: {stdout}");
+            assert!(stdout.contains(&line), "{launch:?}: {stdout}");
         }
     }
 }
