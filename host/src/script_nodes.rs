@@ -142,6 +142,7 @@ pub fn build_script_node(
     feed("world", world.as_bytes());
     feed("module", module.as_bytes());
     feed("lp:node", lp_wit::NODE_WIT.as_bytes());
+    feed("lp:replay", lp_wit::REPLAY_WIT.as_bytes());
     if language == Language::Python {
         feed("lp.py", SDK.as_bytes());
     }
@@ -274,9 +275,9 @@ pub fn build_script_node(
 }
 
 /// Write `wit` out as a directory the tools read: the node's package
-/// (its files and the generated clients), lp:node and its other
-/// dependencies (`deps`, as read) in `deps/`; or lp:node alone, for a node
-/// of its worlds.
+/// (its files and the generated clients), lp:node, lp:replay and its other
+/// dependencies (`deps`, as read) in `deps/`; or lp:node alone, for a
+/// node of its worlds.
 fn write_wit(wit: &lp_wit::NodeWit, deps: &[(String, Files)], dir: &Path) -> Result<()> {
     if wit.own.is_empty() {
         // A world of lp:node itself: that package is the WIT.
@@ -287,6 +288,11 @@ fn write_wit(wit: &lp_wit::NodeWit, deps: &[(String, Files)], dir: &Path) -> Res
     let deps_dir = dir.join("deps");
     std::fs::create_dir_all(deps_dir.join("lp-node"))?;
     std::fs::write(deps_dir.join("lp-node").join("node.wit"), lp_wit::NODE_WIT)?;
+    std::fs::create_dir_all(deps_dir.join("lp-replay"))?;
+    std::fs::write(
+        deps_dir.join("lp-replay").join("replay.wit"),
+        lp_wit::REPLAY_WIT,
+    )?;
     for package in &wit.own {
         for (path, text) in &package.sources {
             std::fs::write(dir.join(file_name(path)), text)?;

@@ -17,6 +17,9 @@ use wit_parser::{PackageId, Resolve, SourceMap, WorldId};
 pub const NODE_WIT: &str = include_str!("../../../wit/node.wit");
 /// Where the built-in lp:node WIT came from, for error messages.
 const NODE_WIT_NAME: &str = "lp:node (built in)";
+/// The lp:replay package: the built-in replay node's service and clients.
+pub const REPLAY_WIT: &str = include_str!("../../../wit/replay/replay.wit");
+const REPLAY_WIT_NAME: &str = "lp:replay (built in)";
 
 /// A node's WIT, resolved.
 pub struct NodeWit {
@@ -45,10 +48,7 @@ pub struct OwnPackage {
 /// A path holding the lp:node package itself is skipped (the built-in one
 /// is used).
 pub fn load(root: &Path, paths: &[String]) -> Result<NodeWit, String> {
-    let mut resolve = Resolve::default();
-    let lp_node = resolve
-        .push_str(NODE_WIT_NAME, NODE_WIT)
-        .map_err(|e| format!("the built-in lp:node WIT does not parse: {e:#}"))?;
+    let (mut resolve, lp_node, _) = builtin()?;
     let mut packages = Vec::new();
     let mut read = Vec::new();
     let mut own = Vec::new();
@@ -100,6 +100,19 @@ pub fn load(root: &Path, paths: &[String]) -> Result<NodeWit, String> {
         read,
         own,
     })
+}
+
+/// The built-in packages resolved: lp:node and lp:replay (which a node's
+/// world may import, e.g. `import lp:replay/replay-client@0.1.0;`).
+pub fn builtin() -> Result<(Resolve, PackageId, PackageId), String> {
+    let mut resolve = Resolve::default();
+    let lp_node = resolve
+        .push_str(NODE_WIT_NAME, NODE_WIT)
+        .map_err(|e| format!("the built-in lp:node WIT does not parse: {e:#}"))?;
+    let lp_replay = resolve
+        .push_str(REPLAY_WIT_NAME, REPLAY_WIT)
+        .map_err(|e| format!("the built-in lp:replay WIT does not parse: {e:#}"))?;
+    Ok((resolve, lp_node, lp_replay))
 }
 
 impl NodeWit {
