@@ -4,6 +4,10 @@
 //! 1 MiB), futures fan-out to 10, one node awaiting 10k-60k futures at
 //! once, and peak RSS. Each configuration runs in
 //! a fresh child process (clean RSS); medians over `--repeats` runs.
+//! `--replay` measures the replay node instead (examples/bench/replay.toml,
+//! the operations dm-reverb's benchmark measures): streaming and per-call
+//! inserts, batched sampling and priority updates per table, and the
+//! replay process's memory holding a million items.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,9 +23,16 @@ use crate::program::Override;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// The bench program (its nodes are in examples/bench).
-    #[arg(long, default_value = "examples/bench/program.toml")]
-    program: PathBuf,
+    /// The bench program (its nodes are in examples/bench); default
+    /// examples/bench/program.toml, or examples/bench/replay.toml with
+    /// `--replay`.
+    #[arg(long)]
+    program: Option<PathBuf>,
+
+    /// Measure the replay node (inserts, samples, priority updates,
+    /// memory) instead of courier calls.
+    #[arg(long)]
+    replay: bool,
 
     /// Runs of each configuration; medians are reported.
     #[arg(long, default_value_t = 3)]
@@ -84,6 +95,9 @@ const CONFIGS: &[&str] = &[
     "await:60000",
 ];
 
+/// `--replay`: every operation on each table, then a million items held.
+const CONFIGS_REPLAY: &[&str] = &["replay:uniform", "replay:prioritized", "fill:1000000"];
+
 /// Under local_mp: a process per node, so N stays where processes are cheap.
 const CONFIGS_MP: &[&str] = &[
     "startup:1",
@@ -98,6 +112,17 @@ const CONFIGS_MP: &[&str] = &[
     "await:30000",
     "await:60000",
 ];
+
+impl BenchArgs {
+    fn program(&self) -> PathBuf {
+        self.program.clone().unwrap_or_else(|| {
+            PathBuf::from(match self.replay {
+                true => "examples/bench/replay.toml",
+                false => "examples/bench/program.toml",
+            })
+        })
+    }
+}
 
 pub fn main(args: BenchArgs) -> i32 {
     if args.launch == LaunchType::TestMt {
@@ -120,26 +145,32 @@ pub fn main(args: BenchArgs) -> i32 {
 fn parent(args: &BenchArgs) -> Result<()> {
     // Build and compile once, so every child starts from a warm cache, and
     // hand the children the built components so they run no cargo.
-    let plan = Plan::load(&args.program, &args.overrides, &LoadOptions::default())?;
+    let program = args.program();
+    let plan = Plan::load(&program, &args.overrides, &LoadOptions::default())?;
     let mut built: Vec<String> = args.overrides.iter().map(|o| o.text.clone()).collect();
     for node in &plan.program.nodes {
+        let Some(component) = node.component() else {
+            continue;
+        };
         let set = format!(
             "{}.component={:?}",
             node.entry,
-            plan.files[node.component].canonicalize()?
+            plan.files[component].canonicalize()?
         );
         if !built.contains(&set) {
             built.push(set);
         }
     }
 
-    let configs: Vec<&str> = if args.only.is_empty() {
+    let configs: Vec<&str> = if !args.only.is_empty() {
+        args.only.iter().map(String::as_str).collect()
+    } else if args.replay {
+        CONFIGS_REPLAY.to_vec()
+    } else {
         match args.launch {
             LaunchType::LocalMt | LaunchType::TestMt => CONFIGS.to_vec(),
             LaunchType::LocalMp | LaunchType::Hosts | LaunchType::Slurm => CONFIGS_MP.to_vec(),
         }
-    } else {
-        args.only.iter().map(String::as_str).collect()
     };
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
@@ -148,7 +179,7 @@ fn parent(args: &BenchArgs) -> Result<()> {
         for _ in 0..args.repeats {
             let mut cmd = Command::new(&exe);
             cmd.args(["bench", "--child", config, "--program"])
-                .arg(&args.program);
+                .arg(&program);
             for set in &built {
                 cmd.args(["--set", set]);
             }
@@ -190,7 +221,13 @@ fn parent(args: &BenchArgs) -> Result<()> {
         crate::errln!("{row}");
         rows.push(row);
     }
-    crate::outln!("{}", table(&rows));
+    crate::outln!(
+        "{}",
+        match args.replay {
+            true => replay_table(&rows),
+            false => table(&rows),
+        }
+    );
     Ok(())
 }
 
@@ -214,8 +251,9 @@ fn summarize(config: &str, runs: &[Value]) -> Value {
     row
 }
 
-fn table(rows: &[Value]) -> String {
-    let fmt = |row: &Value, key: &str, scale: f64, digits: usize| match row.get(key) {
+/// A figure of a summarized row: median [min–max].
+fn fmt(row: &Value, key: &str, scale: f64, digits: usize) -> String {
+    match row.get(key) {
         Some(v) => format!(
             "{:.*} [{:.*}–{:.*}]",
             digits,
@@ -226,7 +264,30 @@ fn table(rows: &[Value]) -> String {
             v["max"].as_f64().unwrap_or(0.0) * scale
         ),
         None => "n/a".into(),
-    };
+    }
+}
+
+/// The replay figures, a row per configuration.
+fn replay_table(rows: &[Value]) -> String {
+    let mut out = String::from(
+        "| config | runs | streaming inserts (items/s) | per-call inserts (items/s) | samples, batches of 32 (items/s) | priority updates of 32 (calls/s) | peak RSS of one process (MiB) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            row["config"].as_str().unwrap_or("?"),
+            row["runs"],
+            fmt(row, "insert_stream_per_s", 1.0, 0),
+            fmt(row, "insert_call_per_s", 1.0, 0),
+            fmt(row, "sample_per_s", 1.0, 0),
+            fmt(row, "update32_calls_per_s", 1.0, 0),
+            fmt(row, "peak_process_rss_mib", 1.0, 1),
+        );
+    }
+    out
+}
+
+fn table(rows: &[Value]) -> String {
     let mut out = String::from(
         "| config | runs | plan (s) | launch → first reply from all (s) | stop → exit (s) | calls/s | p50 (µs) | p99 (µs) | peak RSS (MiB) | peak PSS, all processes (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -251,13 +312,30 @@ fn table(rows: &[Value]) -> String {
 /// Run one configuration in this process; return its figures.
 fn child(args: &BenchArgs, config: &str) -> Result<Value> {
     let (mode, size) = config.split_once(':').context("a config is mode:size")?;
-    let size: u64 = size.parse().context("size is a number")?;
-    let scale = if args.quick { 10 } else { 1 };
-    let mut set: Vec<String> = vec![format!("consumer.args.mode=\"{mode}\"")];
+    let number = || size.parse::<u64>().context("size is a number");
+    let scale: u64 = if args.quick { 10 } else { 1 };
+    let mut set: Vec<String> = Vec::new();
     match mode {
-        "startup" => set.push(format!("producer.replicas={size}")),
+        // Every replay operation on table `size`.
+        "replay" => set.extend([
+            "client.args.mode=\"ops\"".to_string(),
+            format!("client.args.table=\"{size}\""),
+            format!("client.args.items={}", 20_000 / scale),
+            format!("client.args.per_call={}", 5_000 / scale),
+        ]),
+        // The replay node holding `size` items.
+        "fill" => set.extend([
+            "client.args.mode=\"fill\"".to_string(),
+            "client.args.table=\"uniform\"".to_string(),
+            format!("client.args.items={}", number()? / scale),
+        ]),
+        _ => set.push(format!("consumer.args.mode=\"{mode}\"")),
+    }
+    match mode {
+        "replay" | "fill" => {}
+        "startup" => set.push(format!("producer.replicas={}", number()?)),
         "sync" => {
-            let (calls, warmup) = match size {
+            let (calls, warmup) = match number()? {
                 8 => (10_000, 500),
                 1024 => (10_000, 200),
                 // Large payloads: fewer calls keep the run short.
@@ -292,11 +370,11 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
     overrides.extend(args.overrides.iter().cloned());
 
     let planning = Instant::now();
-    let plan = Plan::load(&args.program, &overrides, &LoadOptions::default())?;
+    let plan = Plan::load(&args.program(), &overrides, &LoadOptions::default())?;
     let start = Instant::now();
     // Reading smaps costs the machine time: sample often only where memory
     // is what is measured, so call timings are not disturbed.
-    let sampler = MemorySampler::start(if mode == "startup" {
+    let sampler = MemorySampler::start(if mode == "startup" || mode == "fill" {
         Duration::from_millis(20)
     } else {
         Duration::from_millis(150)
@@ -339,7 +417,7 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
     }
     .wait();
     let ended = Instant::now();
-    let (peak_tree_rss, peak_tree_pss) = sampler.stop();
+    let peaks = sampler.stop();
     if !outcome.success() {
         bail!("bench program failed: {outcome:?}");
     }
@@ -352,8 +430,9 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
         "plan_secs": (start - planning).as_secs_f64(),
         "startup_secs": (ready.at - start).as_secs_f64(),
         "peak_rss_mib": peak_rss_mib(),
-        "peak_tree_rss_mib": peak_tree_rss,
-        "peak_tree_pss_mib": peak_tree_pss,
+        "peak_tree_rss_mib": peaks.tree_rss,
+        "peak_tree_pss_mib": peaks.tree_pss,
+        "peak_process_rss_mib": peaks.process_rss,
     });
     if mode == "startup" {
         figures["stop_to_exit_secs"] = json!((ended - ready.at).as_secs_f64());
@@ -371,10 +450,20 @@ fn child(args: &BenchArgs, config: &str) -> Result<Value> {
 }
 
 /// Samples the RSS and PSS summed over this process and its descendants
-/// (local_mp workers) at an interval; keeps the peaks.
+/// (local_mp workers), and the largest RSS of any one of them, at an
+/// interval; keeps the peaks.
 struct MemorySampler {
     done: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(f64, f64)>,
+    thread: std::thread::JoinHandle<Memory>,
+}
+
+/// Memory of a process tree, in MiB.
+#[derive(Clone, Copy, Default)]
+struct Memory {
+    tree_rss: f64,
+    tree_pss: f64,
+    /// The RSS of its largest process.
+    process_rss: f64,
 }
 
 impl MemorySampler {
@@ -382,28 +471,29 @@ impl MemorySampler {
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = done.clone();
         let thread = std::thread::spawn(move || {
-            let (mut rss, mut pss) = (0.0f64, 0.0f64);
+            let mut peak = Memory::default();
             loop {
                 std::thread::sleep(interval);
-                let (r, p) = tree_memory_mib(std::process::id());
-                rss = rss.max(r);
-                pss = pss.max(p);
+                let now = tree_memory_mib(std::process::id());
+                peak.tree_rss = peak.tree_rss.max(now.tree_rss);
+                peak.tree_pss = peak.tree_pss.max(now.tree_pss);
+                peak.process_rss = peak.process_rss.max(now.process_rss);
                 if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    return (rss, pss);
+                    return peak;
                 }
             }
         });
         MemorySampler { done, thread }
     }
 
-    fn stop(self) -> (f64, f64) {
+    fn stop(self) -> Memory {
         self.done.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap_or((0.0, 0.0))
+        self.thread.join().unwrap_or_default()
     }
 }
 
-/// RSS and PSS (MiB) of `pid` and all its descendants, from smaps_rollup.
-fn tree_memory_mib(pid: u32) -> (f64, f64) {
+/// The memory of `pid` and all its descendants, from smaps_rollup.
+fn tree_memory_mib(pid: u32) -> Memory {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let field = |name: &str| {
         rollup
@@ -413,15 +503,21 @@ fn tree_memory_mib(pid: u32) -> (f64, f64) {
             .unwrap_or(0.0)
             / 1024.0
     };
-    let (mut rss, mut pss) = (field("Rss:"), field("Pss:"));
+    let rss = field("Rss:");
+    let mut memory = Memory {
+        tree_rss: rss,
+        tree_pss: field("Pss:"),
+        process_rss: rss,
+    };
     let children =
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-        let (r, p) = tree_memory_mib(child);
-        rss += r;
-        pss += p;
+        let below = tree_memory_mib(child);
+        memory.tree_rss += below.tree_rss;
+        memory.tree_pss += below.tree_pss;
+        memory.process_rss = memory.process_rss.max(below.process_rss);
     }
-    (rss, pss)
+    memory
 }
 
 /// This process's peak resident set (VmHWM), in MiB.

@@ -21,6 +21,7 @@ pub mod node;
 pub mod output;
 pub mod program;
 pub mod proto;
+pub mod replay;
 pub mod sandbox;
 pub mod scaffold;
 pub mod script_nodes;

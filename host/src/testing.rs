@@ -150,9 +150,9 @@ impl TestProgram {
                 name: n.name.clone(),
                 entry: n.entry.clone(),
                 group: n.group.clone(),
-                has_run: n.run_enabled && plan.components[n.component].interface.has_run,
-                functions: plan.components[n.component]
-                    .interface
+                has_run: n.run_enabled && plan.interface_of(n).has_run,
+                functions: plan
+                    .interface_of(n)
                     .services
                     .iter()
                     .flat_map(|s| {

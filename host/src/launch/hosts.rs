@@ -491,15 +491,18 @@ fn files_of(plan: &Plan) -> Result<Files> {
     let mut read_files: std::collections::HashMap<usize, (String, Arc<Vec<u8>>)> =
         std::collections::HashMap::new();
     for node in &plan.program.nodes {
+        let Some(component) = node.component() else {
+            continue;
+        };
         if components.iter().any(|(entry, _, _)| entry == &node.entry) {
             continue;
         }
-        let (digest, bytes) = match read_files.get(&node.component) {
+        let (digest, bytes) = match read_files.get(&component) {
             Some(known) => known.clone(),
             None => {
-                let bytes = Arc::new(read(&plan.files[node.component])?);
+                let bytes = Arc::new(read(&plan.files[component])?);
                 let known = (digest(&bytes), bytes);
-                read_files.insert(node.component, known.clone());
+                read_files.insert(component, known.clone());
                 known
             }
         };

@@ -22,7 +22,7 @@ use crate::courier::{Endpoint, Secret, Security};
 
 /// The `--set` overrides that make a worker load each entry's component
 /// as built already: `<entry>.component=FILE`, FILE as `file_of` names
-/// the component's index.
+/// the component's index (a built-in kind has none).
 pub fn component_overrides(
     plan: &Plan,
     file_of: impl Fn(usize) -> Result<String>,
@@ -30,8 +30,10 @@ pub fn component_overrides(
     let mut seen = HashSet::new();
     let mut overrides = Vec::new();
     for node in &plan.program.nodes {
-        if seen.insert(&node.entry) {
-            let file = file_of(node.component)?;
+        if let Some(component) = node.component()
+            && seen.insert(&node.entry)
+        {
+            let file = file_of(component)?;
             overrides.push(format!("{}.component={:?}", node.entry, file));
         }
     }

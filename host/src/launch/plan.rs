@@ -17,7 +17,8 @@ use crate::courier::{FuncTable, Signature, TypedWire, check_client_shape, check_
 use crate::node::PreparedComponent;
 use crate::node::typed::shape_for;
 use crate::program::{self, ComponentSource, Diagnostic, Override, Program};
-use crate::sandbox::{Sandbox, inspect};
+use crate::program::{NodeKind, NodeSpec};
+use crate::sandbox::{NodeInterface, Sandbox, inspect};
 
 /// A program ready to launch.
 pub struct Plan {
@@ -28,6 +29,8 @@ pub struct Plan {
     pub components: Vec<Arc<PreparedComponent>>,
     /// The component file each came from.
     pub files: Vec<PathBuf>,
+    /// The interface of the program's replay nodes, if it has any.
+    pub replay_interface: Option<NodeInterface>,
 }
 
 /// How [`Plan::load`] loads a program and makes its sandbox.
@@ -125,13 +128,7 @@ impl Plan {
             }
         };
         match prepare(&program, &sandbox) {
-            Ok((funcs, components, files)) => Ok(Plan {
-                program,
-                sandbox,
-                funcs: Arc::new(funcs),
-                components,
-                files,
-            }),
+            Ok(prepared) => Ok(prepared.into_plan(program, sandbox)),
             Err(error) => Err(refused(program, error)),
         }
     }
@@ -143,30 +140,52 @@ impl Plan {
         self.program
             .nodes
             .iter()
-            .filter(|n| n.run_enabled && self.components[n.component].interface.has_run)
+            .filter(|n| n.run_enabled && self.interface_of(n).has_run)
             .map(|n| n.id)
             .collect()
+    }
+
+    /// What node `node` runs exports and imports.
+    pub fn interface_of(&self, node: &NodeSpec) -> &NodeInterface {
+        match node.kind {
+            NodeKind::Component(index) => &self.components[index].interface,
+            NodeKind::Replay(_) => self
+                .replay_interface
+                .as_ref()
+                .expect("a plan with replay nodes has their interface"),
+        }
     }
 }
 
 /// Build, load and check everything `program` needs.
 pub fn plan(program: Program, sandbox: Arc<Sandbox>) -> Result<Plan> {
-    let (funcs, components, files) = prepare(&program, &sandbox)?;
-    Ok(Plan {
-        program,
-        sandbox,
-        funcs: Arc::new(funcs),
-        components,
-        files,
-    })
+    Ok(prepare(&program, &sandbox)?.into_plan(program, sandbox))
 }
 
-/// The function table, linked components and component files of a plan of
-/// `program`.
-fn prepare(
-    program: &Program,
-    sandbox: &Sandbox,
-) -> Result<(FuncTable, Vec<Arc<PreparedComponent>>, Vec<PathBuf>)> {
+/// What [`prepare`] makes of a program.
+struct Prepared {
+    funcs: FuncTable,
+    components: Vec<Arc<PreparedComponent>>,
+    files: Vec<PathBuf>,
+    replay_interface: Option<NodeInterface>,
+}
+
+impl Prepared {
+    fn into_plan(self, program: Program, sandbox: Arc<Sandbox>) -> Plan {
+        Plan {
+            program,
+            sandbox,
+            funcs: Arc::new(self.funcs),
+            components: self.components,
+            files: self.files,
+            replay_interface: self.replay_interface,
+        }
+    }
+}
+
+/// The function table, linked components, component files and replay
+/// interface of a plan of `program`.
+fn prepare(program: &Program, sandbox: &Sandbox) -> Result<Prepared> {
     let started = std::time::Instant::now();
     let mut files = Vec::new();
     for source in &program.components {
@@ -193,6 +212,14 @@ fn prepare(
     }
 
     tracing::debug!("components built in {:?}", started.elapsed());
+    let has_replay = program
+        .nodes
+        .iter()
+        .any(|n| matches!(n.kind, NodeKind::Replay(_)));
+    let replay_interface = match has_replay {
+        true => Some(crate::replay::interface(sandbox.engine())?),
+        false => None,
+    };
     let mut loaded = Vec::new();
     for (file, source) in files.iter().zip(&program.components) {
         // A built node is named by its sources, not by its cache entry.
@@ -208,7 +235,7 @@ fn prepare(
     // Per component: what it imports that nobody provides, and its clients'
     // shapes; named after the first node that uses it.
     for (index, (_, interface)) in loaded.iter().enumerate() {
-        let Some(node) = program.nodes.iter().find(|n| n.component == index) else {
+        let Some(node) = program.nodes.iter().find(|n| n.component() == Some(index)) else {
             continue;
         };
         if !interface.has_run && interface.services.is_empty() {
@@ -230,14 +257,20 @@ fn prepare(
         }
     }
 
+    let interface_of = |node: &NodeSpec| match node.kind {
+        NodeKind::Component(index) => &loaded[index].1,
+        NodeKind::Replay(_) => replay_interface
+            .as_ref()
+            .expect("made when the program has a replay node"),
+    };
     for node in &program.nodes {
         for edge in &node.edges {
             let target = &program.nodes[edge.target as usize];
             check_edge(
                 &node.name,
-                &loaded[node.component].1,
+                interface_of(node),
                 &target.name,
-                &loaded[target.component].1,
+                interface_of(target),
                 &edge.arg,
             )
             .map_err(|e| {
@@ -252,7 +285,7 @@ fn prepare(
     // A node waited for must have a run to finish.
     for wait in program.end.wait_for.iter().flatten() {
         let mut nodes = wait.nodes.iter().map(|&id| &program.nodes[id as usize]);
-        if let Some(node) = nodes.find(|n| !loaded[n.component].1.has_run) {
+        if let Some(node) = nodes.find(|n| !interface_of(n).has_run) {
             return Err(anyhow::Error::new(
                 Diagnostic::at(
                     &program.file,
@@ -275,16 +308,21 @@ fn prepare(
     for (_, interface) in &loaded {
         for client in &interface.clients {
             for f in &client.functions {
-                funcs.intern(&client.service, &f.name, signature_of(f));
+                let signature = crate::replay::signature(&client.service, f, true)
+                    .unwrap_or_else(|| signature_of(f));
+                funcs.intern(&client.service, &f.name, signature);
             }
         }
     }
     // Every exported function too (in the same order in every process), so
     // a launcher or a test can call any node, not only through a client.
-    for (_, interface) in &loaded {
+    let interfaces = loaded.iter().map(|(_, i)| i).chain(&replay_interface);
+    for interface in interfaces {
         for service in &interface.services {
             for f in &service.functions {
-                funcs.intern(&service.name, &f.name, export_signature(f));
+                let signature = crate::replay::signature(&service.name, f, false)
+                    .unwrap_or_else(|| export_signature(f));
+                funcs.intern(&service.name, &f.name, signature);
             }
         }
     }
@@ -299,7 +337,12 @@ fn prepare(
             })?;
         components.push(Arc::new(prepared));
     }
-    Ok((funcs, components, files))
+    Ok(Prepared {
+        funcs,
+        components,
+        files,
+        replay_interface,
+    })
 }
 
 /// How a client function's values cross processes: its arguments after the

@@ -213,6 +213,10 @@ impl NodeHooks for Chaos {
     fn fuel_per_step(&self) -> u64 {
         FUEL_PER_STEP
     }
+
+    fn seed(&self, node: u32) -> u64 {
+        self.node_seed(node, 4)
+    }
 }
 
 /// `wasi:clocks/monotonic-clock` in virtual time (since the run began).

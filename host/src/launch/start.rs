@@ -14,6 +14,7 @@ use crate::courier::{Mailbox, Router};
 use crate::node::hooks::Hooks;
 use crate::node::{Control, NodeBody, NodeContext, NodeEvent, NodeLaunch, run_node};
 use crate::output::Output;
+use crate::program::NodeKind;
 
 /// A running program (any launch type).
 pub struct RunningProgram {
@@ -155,7 +156,10 @@ pub(super) fn start_nodes<R>(
         });
         drop(spawn(Box::pin(run_node(NodeLaunch {
             node,
-            body: NodeBody::Wasm(plan.components[spec.component].clone()),
+            body: match &spec.kind {
+                NodeKind::Component(index) => NodeBody::Wasm(plan.components[*index].clone()),
+                NodeKind::Replay(config) => NodeBody::Replay(config.clone()),
+            },
             run_enabled: spec.run_enabled,
             mailbox,
             control: control.clone(),

@@ -26,6 +26,8 @@ pub trait NodeHooks: Send + Sync {
     fn wasi(&self, node: u32, wasi: &mut WasiCtxBuilder);
     /// Wasm yields after this much fuel instead of at epoch ticks.
     fn fuel_per_step(&self) -> u64;
+    /// The seed of node `node`'s own randomness (a native node's).
+    fn seed(&self, node: u32) -> u64;
 }
 
 /// A node's hooks: none in production.
@@ -70,6 +72,12 @@ impl Hooks {
         if let Some(hooks) = &self.0 {
             hooks.wasi(node, wasi);
         }
+    }
+
+    /// The seed of node `node`'s own randomness, if the run seeds it
+    /// (`None`: the node draws a fresh one).
+    pub fn seed(&self, node: u32) -> Option<u64> {
+        self.0.as_ref().map(|hooks| hooks.seed(node))
     }
 
     /// How much fuel wasm may burn between yields (`None`: it yields at

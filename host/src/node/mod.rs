@@ -6,7 +6,10 @@
 pub mod hooks;
 mod last_words;
 mod limits;
+mod replay;
 pub(crate) mod typed;
+
+pub use replay::checkpoint_file;
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -84,6 +87,10 @@ impl PreparedComponent {
         }
         for client in &interface.clients {
             let mut instance = linker.instance(&client.name).map_err(anyhow::Error::from)?;
+            if client.service == crate::replay::REPLAY_SERVICE {
+                replay::link_client(&mut instance, client, funcs)?;
+                continue;
+            }
             for f in &client.functions {
                 let key = funcs
                     .get(&client.service, &f.name)
@@ -446,12 +453,12 @@ pub struct Control {
 
 /// What runs as a node behind its mailbox. Every kind serves the calls of
 /// the same [`Mailbox`], reports the same [`NodeEvent`]s and heeds the same
-/// [`Control`]; the launch types do not know which kind a node is. A native
-/// node kind (host code instead of a sandboxed component) would be another
-/// variant here with its own serve loop beside [`serve_component`].
+/// [`Control`]; the launch types do not know which kind a node is.
 pub enum NodeBody {
     /// A wasm component, instantiated in a store of its own.
     Wasm(Arc<PreparedComponent>),
+    /// The built-in replay node: host code, with its tables.
+    Replay(Arc<crate::program::ReplayConfig>),
 }
 
 /// Everything a node thread needs.
@@ -524,6 +531,7 @@ fn describe_failure(e: &anyhow::Error, stack_kib: Option<u64>) -> String {
 async fn serve_node(launch: &mut NodeLaunch) -> Result<()> {
     match &launch.body {
         NodeBody::Wasm(component) => serve_component(component.clone(), launch).await,
+        NodeBody::Replay(config) => replay::serve_replay(&config.clone(), launch).await,
     }
 }
 

@@ -27,16 +27,16 @@ use crate::courier::{CallError, FuncKey, Payload, Reply, TypedWire};
 /// `lp:node/types.handle`, as the typed path lifts it.
 #[derive(ComponentType, Lift, Lower, Clone, Copy)]
 #[component(record)]
-struct Handle {
-    node: u32,
+pub(super) struct Handle {
+    pub node: u32,
     #[component(name = "timeout-ms")]
-    timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
 /// `lp:node/types.call-error`, as the typed path lowers it.
 #[derive(ComponentType, Lift, Lower)]
 #[component(variant)]
-enum WitCallError {
+pub(super) enum WitCallError {
     #[component(name = "unreachable")]
     Unreachable(String),
     #[component(name = "timeout")]

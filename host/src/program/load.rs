@@ -17,7 +17,7 @@ use super::resources::{self, ColocatedHosts};
 use super::schema::{Context, Entry, Located, RawFile, check_name};
 use super::{
     ADDRESS_KEY, AddressRef, ComponentSource, Diagnostic, Edge, HANDLE_KEY, HANDLE_TIMEOUT_KEY,
-    NodeSpec, Origin, Place, Program,
+    NodeKind, NodeSpec, Origin, Place, Program,
 };
 
 const REFERENCE: &str = "see \"program.toml reference\" in README.md";
@@ -109,12 +109,12 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
         grants::set_limit(&cx, &mut default_limits, key, value, true)?;
     }
     let slurm = super::slurm::slurm(&cx, header.slurm, &slurm_overrides)?;
-    let (components, component_of_entry) = resolve_components(&cx, &entries)?;
+    let (components, kind_of_entry) = resolve_components(&cx, &mut entries)?;
     let mut warnings = Vec::new();
     let mut nodes = expand(
         &cx,
         &mut entries,
-        &component_of_entry,
+        &kind_of_entry,
         &default_limits,
         &mut warnings,
     )?;
@@ -135,35 +135,48 @@ pub fn load_str(path: &Path, source: &str, overrides: &[Override]) -> Result<Pro
     })
 }
 
-/// Map each entry's `component` to a source, one per distinct path.
+/// What each entry runs: its `component` mapped to a source (one per
+/// distinct path), or a built-in kind with its configuration.
 fn resolve_components(
     cx: &Context,
-    entries: &[Entry],
-) -> Result<(Vec<ComponentSource>, Vec<usize>), Diagnostic> {
+    entries: &mut [Entry],
+) -> Result<(Vec<ComponentSource>, Vec<NodeKind>), Diagnostic> {
     let dir = cx.dir();
     let mut sources: Vec<ComponentSource> = Vec::new();
     let mut of_entry = Vec::with_capacity(entries.len());
     for entry in entries {
-        let written = &entry.component.value;
+        if let Some(kind) = built_in_kind(cx, entry)? {
+            of_entry.push(kind);
+            continue;
+        }
+        let Some(component) = &entry.component else {
+            return Err(cx
+                .error(
+                    &entry.origin,
+                    format!("node {} names no component", entry.name.value),
+                )
+                .help("add component = \"...\": a .wasm file, a node crate directory, or a Python (.py) or JavaScript (.js) app file, relative to program.toml; or kind = \"replay\" for a replay node"));
+        };
+        let written = &component.value;
         let path = dir.join(written);
         let source = if written.ends_with(".wasm") {
             if let Some((problem, help)) = not_a_component_file(&path) {
                 return Err(cx
                     .error(
-                        &entry.component.origin,
+                        &component.origin,
                         format!("component file {} {problem}", path.display()),
                     )
                     .help(help));
             }
             ComponentSource::Wasm(path)
         } else if let Some(language) = crate::script_nodes::Language::of(written) {
-            script_source(cx, entry, path, language)?
+            script_source(cx, entry, &component.origin, path, language)?
         } else if path.join("Cargo.toml").is_file() {
             ComponentSource::Crate(path)
         } else {
             return Err(cx
                 .error(
-                    &entry.component.origin,
+                    &component.origin,
                     format!("component {written:?} is neither a .wasm file nor a crate directory ({} has no Cargo.toml)", path.display()),
                 )
                 .help("give a path, relative to program.toml, of a .wasm component, a node crate, or a Python (.py) or JavaScript (.js) node's app file"));
@@ -175,9 +188,80 @@ fn resolve_components(
                 sources.len() - 1
             }
         };
-        of_entry.push(index);
+        of_entry.push(NodeKind::Component(index));
     }
     Ok((sources, of_entry))
+}
+
+/// A built-in node kind (`kind = "replay"`), if the entry names one; the
+/// keys that only a component has, or only a replay node, are refused
+/// where they do not belong.
+fn built_in_kind(cx: &Context, entry: &mut Entry) -> Result<Option<NodeKind>, Diagnostic> {
+    let Some(kind) = &entry.kind else {
+        let replay_key = entry
+            .tables
+            .as_ref()
+            .map(|t| t.span())
+            .or(entry.checkpoint.as_ref().map(|c| c.span()));
+        if let Some(span) = replay_key {
+            return Err(cx
+                .error(
+                    &Origin::File(span),
+                    format!(
+                        "node {} has replay tables or a checkpoint but is not a replay node",
+                        entry.name.value
+                    ),
+                )
+                .help(
+                    "add kind = \"replay\" (and no component), or remove tables and checkpoint",
+                ));
+        }
+        return Ok(None);
+    };
+    if kind.value != "replay" {
+        return Err(cx
+            .error(&kind.origin, format!("unknown node kind {:?}", kind.value))
+            .help(
+                "the built-in kind is \"replay\"; a node of your own names its component instead",
+            ));
+    }
+    let component_only = [
+        ("component", entry.component.as_ref().map(|c| &c.origin)),
+        ("world", entry.world.as_ref().map(|w| &w.origin)),
+        ("wit", entry.wit.as_ref().map(|w| &w.origin)),
+        ("ports", entry.ports.as_ref().map(|p| &p.origin)),
+        ("args", entry.args.values().next().map(|a| &a.origin)),
+    ];
+    let spanned = [
+        ("grants", entry.grants.as_ref().map(|g| g.span())),
+        ("limits", entry.limits.as_ref().map(|l| l.span())),
+    ];
+    let refused = component_only
+        .into_iter()
+        .find_map(|(key, origin)| Some((key, origin?.clone())))
+        .or_else(|| {
+            spanned
+                .into_iter()
+                .find_map(|(key, span)| Some((key, Origin::File(span?))))
+        });
+    if let Some((key, origin)) = refused {
+        return Err(cx
+            .error(
+                &origin,
+                format!(
+                    "replay node {} cannot have {key}: it runs in the host, not as a component",
+                    entry.name.value
+                ),
+            )
+            .help("a replay node has tables, and optionally checkpoint, group, replicas, colocate, restarts and resources; nodes reach it through a handle"));
+    }
+    let config = super::replay::replay_config(
+        cx,
+        &entry.name,
+        entry.tables.take(),
+        entry.checkpoint.take(),
+    )?;
+    Ok(Some(NodeKind::Replay(config)))
 }
 
 /// A Python or JavaScript node's source: its app file (which must be a
@@ -186,6 +270,7 @@ fn resolve_components(
 fn script_source(
     cx: &Context,
     entry: &Entry,
+    component: &Origin,
     app: std::path::PathBuf,
     language: crate::script_nodes::Language,
 ) -> Result<ComponentSource, Diagnostic> {
@@ -193,7 +278,7 @@ fn script_source(
     if !app.is_file() {
         return Err(cx
             .error(
-                &entry.component.origin,
+                component,
                 format!("{lang} node file {} does not exist (or is not a file)", app.display()),
             )
             .help("give the path, relative to program.toml, of the node's app module, e.g. component = \"producer_py/app.py\""));
@@ -201,7 +286,7 @@ fn script_source(
     let Some(world) = &entry.world else {
         return Err(cx
             .error(
-                &entry.component.origin,
+                component,
                 format!("{lang} node {} names no WIT world to build it for", entry.name.value),
             )
             .help("add the world its app implements, e.g. world = \"my:app/producer-node\" (and wit = \"wit\" if its WIT is not in the wit directory beside program.toml)"));
@@ -219,10 +304,7 @@ fn script_source(
         });
     }
     if !wit.exists() {
-        let origin = entry
-            .wit
-            .as_ref()
-            .map_or(&entry.component.origin, |w| &w.origin);
+        let origin = entry.wit.as_ref().map_or(component, |w| &w.origin);
         return Err(cx
             .error(
                 origin,
@@ -272,14 +354,14 @@ fn not_a_component_file(path: &Path) -> Option<(String, &'static str)> {
 fn expand(
     cx: &Context,
     entries: &mut [Entry],
-    component_of_entry: &[usize],
+    kind_of_entry: &[NodeKind],
     default_limits: &crate::program::Limits,
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Vec<NodeSpec>, Diagnostic> {
     let mut seen: HashMap<String, Origin> = HashMap::new();
     let mut colocated_hosts = ColocatedHosts::default();
     let mut nodes = Vec::new();
-    for (entry, &component) in entries.iter_mut().zip(component_of_entry) {
+    for (entry, kind) in entries.iter_mut().zip(kind_of_entry) {
         let granted = grants::grants(
             cx,
             &entry.name.value,
@@ -365,7 +447,7 @@ fn expand(
                 entry: entry.name.value.clone(),
                 group: group.clone(),
                 index,
-                component,
+                kind: kind.clone(),
                 args: serde_json::Value::Null,
                 edges: Vec::new(),
                 run_enabled: true,

@@ -8,12 +8,14 @@ mod grants;
 mod load;
 mod overrides;
 mod ports;
+mod replay;
 mod replica;
 mod resources;
 mod schema;
 mod slurm;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, Origin, Place, line_col};
@@ -100,6 +102,35 @@ pub enum ComponentSource {
     },
 }
 
+/// What runs as a node.
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    /// A wasm component: an index into [`Program::components`].
+    Component(usize),
+    /// lp's built-in replay node (`kind = "replay"`), run by the host.
+    Replay(Arc<ReplayConfig>),
+}
+
+/// A replay node's tables and checkpoint, as program.toml gives them.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    pub tables: Vec<lp_replay::TableConfig>,
+    pub checkpoint: Option<ReplayCheckpoint>,
+}
+
+/// Where and when a replay node writes its checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayCheckpoint {
+    /// The directory (absolute, or relative to program.toml as loaded).
+    pub dir: PathBuf,
+    /// Also every this often.
+    pub every: Option<Duration>,
+    /// When the program ends.
+    pub at_stop: bool,
+    /// Load the checkpoint there, if there is one, at start.
+    pub restore: bool,
+}
+
 /// One node instance of the program.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
@@ -112,8 +143,8 @@ pub struct NodeSpec {
     pub group: String,
     /// Index among the entry's replicas.
     pub index: u32,
-    /// Index into [`Program::components`].
-    pub component: usize,
+    /// A component, or a built-in kind.
+    pub kind: NodeKind,
     /// Args as a JSON object; handles as `{"$lp-handle": id}`.
     pub args: serde_json::Value,
     /// The nodes this node was given handles to.
@@ -278,6 +309,17 @@ pub struct Edge {
     pub arg: String,
     pub timeout: Option<Duration>,
     pub place: Place,
+}
+
+impl NodeSpec {
+    /// Its component's index in [`Program::components`], if it is a
+    /// component.
+    pub fn component(&self) -> Option<usize> {
+        match self.kind {
+            NodeKind::Component(index) => Some(index),
+            NodeKind::Replay(_) => None,
+        }
+    }
 }
 
 impl Program {

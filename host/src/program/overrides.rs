@@ -156,7 +156,7 @@ impl Override {
             },
             ["group"] => entry.group = Some(Located::new(string()?, &origin)),
             ["colocate"] => entry.colocate = Some(Located::new(string()?, &origin)),
-            ["component"] => entry.component = Located::new(string()?, &origin),
+            ["component"] => entry.component = Some(Located::new(string()?, &origin)),
             ["world"] => entry.world = Some(Located::new(string()?, &origin)),
             ["wit"] => entry.wit = Some(Located::new(string()?, &origin)),
             ["args", key] => {

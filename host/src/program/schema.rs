@@ -43,7 +43,18 @@ pub(super) struct RawProgram {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNode {
     pub name: Spanned<String>,
-    pub component: Spanned<String>,
+    /// What it runs: a .wasm file, a node crate, a .py or .js app file.
+    #[serde(default)]
+    pub component: Option<Spanned<String>>,
+    /// A built-in node kind instead of a component: "replay".
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
+    /// A replay node's tables.
+    #[serde(default)]
+    pub tables: Option<Spanned<Vec<Spanned<super::replay::RawTable>>>>,
+    /// A replay node's checkpoint directory.
+    #[serde(default)]
+    pub checkpoint: Option<Spanned<super::replay::RawCheckpoint>>,
     /// A Python node's WIT world ("pkg:name/world"), which it is built for.
     #[serde(default)]
     pub world: Option<Spanned<String>>,
@@ -164,7 +175,12 @@ impl<T> From<Spanned<T>> for Located<T> {
 /// A node entry after overrides, before expansion.
 pub(super) struct Entry {
     pub name: Located<String>,
-    pub component: Located<String>,
+    /// Where the entry's table starts (for errors about the whole entry).
+    pub origin: super::Origin,
+    pub component: Option<Located<String>>,
+    pub kind: Option<Located<String>>,
+    pub tables: Option<Spanned<Vec<Spanned<super::replay::RawTable>>>>,
+    pub checkpoint: Option<Spanned<super::replay::RawCheckpoint>>,
     pub world: Option<Located<String>>,
     pub wit: Option<Located<String>>,
     pub group: Option<Located<String>>,
@@ -187,8 +203,12 @@ pub(super) struct Entry {
 impl From<RawNode> for Entry {
     fn from(raw: RawNode) -> Self {
         Entry {
+            origin: Origin::File(raw.name.span()),
             name: raw.name.into(),
-            component: raw.component.into(),
+            component: raw.component.map(Into::into),
+            kind: raw.kind.map(Into::into),
+            tables: raw.tables,
+            checkpoint: raw.checkpoint,
             world: raw.world.map(Into::into),
             wit: raw.wit.map(Into::into),
             group: raw.group.map(Into::into),

@@ -1,0 +1,551 @@
+//! The replay node, both sides of a call. A calling node's
+//! `lp:replay/replay-client` functions are linked with wasmtime's typed API
+//! (the lp:replay WIT types below, lifted and lowered in bulk: an item's
+//! bytes are copied once, not converted byte by byte) and send one
+//! `lp_replay::Request`; the replay node itself is host code
+//! ([`serve_replay`]) that answers each request from its `lp_replay::Replay`
+//! behind the same mailbox every node has. A call the rate limiter holds
+//! waits in the replay node until it can go on, or until its caller stops
+//! waiting (its deadline): then it is withdrawn, having changed nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use wasmtime::component::{ComponentNamedList, ComponentType, Lift, LinkerInstance, Lower};
+
+use super::typed::{Handle, WitCallError};
+use super::{NodeContext, NodeEvent, NodeLaunch, NodeState};
+use crate::courier::{CallError, FuncKey, FuncTable, Payload, Reply, Request};
+use crate::output::{LogLevel, Stream};
+use crate::program::ReplayConfig;
+use crate::sandbox::ClientImport;
+use crate::stop::StopSignal;
+use lp_replay::{Replay, Response};
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(variant)]
+enum TensorData {
+    #[component(name = "bytes")]
+    Bytes(Vec<u8>),
+    #[component(name = "f32")]
+    F32(Vec<f32>),
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(record)]
+struct Tensor {
+    name: String,
+    shape: Vec<u32>,
+    data: TensorData,
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(variant)]
+enum ItemData {
+    #[component(name = "raw")]
+    Raw(Vec<u8>),
+    #[component(name = "tensors")]
+    Tensors(Vec<Tensor>),
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(record)]
+struct TablePriority {
+    table: String,
+    priority: f64,
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(record)]
+struct NewItem {
+    data: ItemData,
+    priorities: Vec<TablePriority>,
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(record)]
+struct Sampled {
+    key: u64,
+    probability: f64,
+    #[component(name = "table-size")]
+    table_size: u64,
+    #[component(name = "times-sampled")]
+    times_sampled: u32,
+    priority: f64,
+    data: ItemData,
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(record)]
+struct PriorityUpdate {
+    key: u64,
+    priority: f64,
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(record)]
+struct TableInfo {
+    name: String,
+    size: u64,
+    #[component(name = "max-size")]
+    max_size: u64,
+    inserts: u64,
+    samples: u64,
+    deletes: u64,
+    sampler: String,
+    remover: String,
+    #[component(name = "max-times-sampled")]
+    max_times_sampled: u32,
+    #[component(name = "rate-limiter")]
+    rate_limiter: String,
+    #[component(name = "can-insert")]
+    can_insert: bool,
+    #[component(name = "can-sample")]
+    can_sample: bool,
+    #[component(name = "waiting-inserts")]
+    waiting_inserts: u32,
+    #[component(name = "waiting-samples")]
+    waiting_samples: u32,
+}
+
+#[derive(ComponentType, Lift, Lower)]
+#[component(variant)]
+enum ReplayError {
+    #[component(name = "no-such-table")]
+    NoSuchTable(String),
+    #[component(name = "invalid")]
+    Invalid(String),
+    #[component(name = "checkpoint")]
+    Checkpoint(String),
+}
+
+impl From<ItemData> for lp_replay::ItemData {
+    fn from(data: ItemData) -> Self {
+        match data {
+            ItemData::Raw(bytes) => lp_replay::ItemData::Raw(bytes),
+            ItemData::Tensors(tensors) => lp_replay::ItemData::Tensors(
+                tensors
+                    .into_iter()
+                    .map(|t| lp_replay::Tensor {
+                        name: t.name,
+                        shape: t.shape,
+                        data: match t.data {
+                            TensorData::Bytes(b) => lp_replay::TensorData::Bytes(b),
+                            TensorData::F32(f) => lp_replay::TensorData::F32(f),
+                        },
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl From<lp_replay::ItemData> for ItemData {
+    fn from(data: lp_replay::ItemData) -> Self {
+        match data {
+            lp_replay::ItemData::Raw(bytes) => ItemData::Raw(bytes),
+            lp_replay::ItemData::Tensors(tensors) => ItemData::Tensors(
+                tensors
+                    .into_iter()
+                    .map(|t| Tensor {
+                        name: t.name,
+                        shape: t.shape,
+                        data: match t.data {
+                            lp_replay::TensorData::Bytes(b) => TensorData::Bytes(b),
+                            lp_replay::TensorData::F32(f) => TensorData::F32(f),
+                        },
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl From<lp_replay::ReplayError> for ReplayError {
+    fn from(e: lp_replay::ReplayError) -> Self {
+        match e {
+            lp_replay::ReplayError::NoSuchTable(t) => ReplayError::NoSuchTable(t),
+            lp_replay::ReplayError::Invalid(why) => ReplayError::Invalid(why),
+            lp_replay::ReplayError::Checkpoint(why) => ReplayError::Checkpoint(why),
+        }
+    }
+}
+
+fn sampled(s: lp_replay::Sampled) -> Sampled {
+    // Unshared once it has crossed a process; shared with the table in
+    // this process, where the caller gets a copy.
+    let data = Arc::try_unwrap(s.data).unwrap_or_else(|shared| (*shared).clone());
+    Sampled {
+        key: s.key,
+        probability: s.probability,
+        table_size: s.table_size,
+        times_sampled: s.times_sampled,
+        priority: s.priority,
+        data: data.into(),
+    }
+}
+
+fn table_info(t: lp_replay::TableInfo) -> TableInfo {
+    TableInfo {
+        name: t.name,
+        size: t.size,
+        max_size: t.max_size,
+        inserts: t.inserts,
+        samples: t.samples,
+        deletes: t.deletes,
+        sampler: t.sampler,
+        remover: t.remover,
+        max_times_sampled: t.max_times_sampled,
+        rate_limiter: t.rate_limiter,
+        can_insert: t.can_insert,
+        can_sample: t.can_sample,
+        waiting_inserts: t.waiting_inserts,
+        waiting_samples: t.waiting_samples,
+    }
+}
+
+type Replied<T> = Result<T, ReplayError>;
+
+/// Link the replay client `client` imports: each function sends its
+/// request to the node its handle names and lowers the answer.
+pub(super) fn link_client(
+    instance: &mut LinkerInstance<'_, NodeState>,
+    client: &ClientImport,
+    funcs: &FuncTable,
+) -> Result<()> {
+    for f in &client.functions {
+        let key = funcs
+            .get(&client.service, &f.name)
+            .ok_or_else(|| anyhow!("{}.{} was not interned", client.service, f.name))?;
+        let blocking = !f.ty.async_();
+        let name = f.name.as_str();
+        let link = Link {
+            name,
+            key,
+            blocking,
+        };
+        match name {
+            "insert" => link.op(
+                instance,
+                |(h, items): (Handle, Vec<NewItem>)| {
+                    let items = items
+                        .into_iter()
+                        .map(|i| lp_replay::NewItem {
+                            data: i.data.into(),
+                            priorities: i
+                                .priorities
+                                .into_iter()
+                                .map(|p| lp_replay::TablePriority {
+                                    table: p.table,
+                                    priority: p.priority,
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    (h, lp_replay::Request::Insert(items))
+                },
+                |r| match r {
+                    Response::Inserted(r) => Some::<Replied<Vec<u64>>>(r.map_err(Into::into)),
+                    _ => None,
+                },
+            )?,
+            "sample" => link.op(
+                instance,
+                |(h, table, n): (Handle, String, u32)| (h, lp_replay::Request::Sample { table, n }),
+                |r| match r {
+                    Response::Sampled(r) => Some::<Replied<Vec<Sampled>>>(
+                        r.map(|s| s.into_iter().map(sampled).collect())
+                            .map_err(Into::into),
+                    ),
+                    _ => None,
+                },
+            )?,
+            "update-priorities" => link.op(
+                instance,
+                |(h, table, updates): (Handle, String, Vec<PriorityUpdate>)| {
+                    let updates = updates
+                        .into_iter()
+                        .map(|u| lp_replay::PriorityUpdate {
+                            key: u.key,
+                            priority: u.priority,
+                        })
+                        .collect();
+                    (h, lp_replay::Request::UpdatePriorities { table, updates })
+                },
+                |r| match r {
+                    Response::Updated(r) => Some::<Replied<()>>(r.map_err(Into::into)),
+                    _ => None,
+                },
+            )?,
+            "delete" => link.op(
+                instance,
+                |(h, table, keys): (Handle, String, Vec<u64>)| {
+                    (h, lp_replay::Request::Delete { table, keys })
+                },
+                |r| match r {
+                    Response::Deleted(r) => Some::<Replied<u64>>(r.map_err(Into::into)),
+                    _ => None,
+                },
+            )?,
+            "reset" => link.op(
+                instance,
+                |(h, table): (Handle, String)| (h, lp_replay::Request::Reset { table }),
+                |r| match r {
+                    Response::Reset(r) => Some::<Replied<()>>(r.map_err(Into::into)),
+                    _ => None,
+                },
+            )?,
+            "info" => link.op(
+                instance,
+                |(h,): (Handle,)| (h, lp_replay::Request::Info),
+                |r| match r {
+                    Response::Info(tables) => {
+                        Some::<Vec<TableInfo>>(tables.into_iter().map(table_info).collect())
+                    }
+                    _ => None,
+                },
+            )?,
+            "checkpoint" => link.op(
+                instance,
+                |(h,): (Handle,)| (h, lp_replay::Request::Checkpoint),
+                |r| match r {
+                    Response::Checkpointed(r) => Some::<Replied<String>>(r.map_err(Into::into)),
+                    _ => None,
+                },
+            )?,
+            other => bail!(
+                "{} has a function `{other}` that lp:replay/replay does not",
+                client.name
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// One client function to link.
+struct Link<'a> {
+    name: &'a str,
+    key: FuncKey,
+    blocking: bool,
+}
+
+impl Link<'_> {
+    /// Link it: `request` makes the call's request from the guest's
+    /// arguments, `answer` the guest's result from the replay node's
+    /// response (`None`: a response of another operation).
+    fn op<P, R>(
+        &self,
+        instance: &mut LinkerInstance<'_, NodeState>,
+        request: fn(P) -> (Handle, lp_replay::Request),
+        answer: fn(Response) -> Option<R>,
+    ) -> Result<()>
+    where
+        P: ComponentNamedList + Lift + Send + Sync + 'static,
+        R: ComponentType + Lower + Send + Sync + 'static,
+    {
+        let key = self.key;
+        if self.blocking {
+            instance.func_wrap_async(self.name, move |store, params: P| {
+                let node = store.data().node.clone();
+                Box::new(async move { Ok((call(node, key, request(params), answer).await,)) })
+            })?;
+        } else {
+            instance.func_wrap_concurrent(self.name, move |accessor, params: P| {
+                let node = accessor.with(|mut access| access.data_mut().node.clone());
+                Box::pin(async move { Ok((call(node, key, request(params), answer).await,)) })
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Send one request through `handle` and turn the reply into the guest's
+/// `result<_, call-error>`.
+async fn call<R>(
+    node: Arc<NodeContext>,
+    key: FuncKey,
+    (handle, request): (Handle, lp_replay::Request),
+    answer: fn(Response) -> Option<R>,
+) -> Result<R, WitCallError> {
+    let deadline = handle.timeout_ms.map(Duration::from_millis);
+    let reply = node
+        .call_node(
+            handle.node,
+            deadline,
+            key,
+            Payload::Typed(Box::new(request)),
+        )
+        .await;
+    let unexpected = || WitCallError::Unreachable("a reply of an unexpected type".into());
+    match reply {
+        Ok(Payload::Typed(value)) => match value.downcast::<Response>() {
+            Ok(response) => answer(*response).ok_or_else(unexpected),
+            Err(_) => Err(unexpected()),
+        },
+        Ok(Payload::Vals(_)) => Err(unexpected()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where replay node `name` keeps its checkpoint in `dir`.
+pub fn checkpoint_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{}.lpreplay", name.replace('/', "-")))
+}
+
+/// Run a replay node until the program shuts it down: restore its
+/// checkpoint (if it has one and may), serve every call, checkpoint on the
+/// way out (if it should).
+pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch) -> Result<()> {
+    let NodeLaunch {
+        node,
+        mailbox,
+        control,
+        events,
+        ..
+    } = launch;
+    let seed = node.hooks.seed(node.id).unwrap_or_else(fresh_seed);
+    let mut replay = Replay::new(config.tables.clone(), seed)
+        .map_err(|e| anyhow!("replay node {}: {e}", node.name))?;
+    let checkpoint = config
+        .checkpoint
+        .as_ref()
+        .map(|c| (c, checkpoint_file(&c.dir, &node.name)));
+    if let Some((settings, path)) = &checkpoint {
+        private_dir(&settings.dir)?;
+        replay = replay.with_checkpoint_path(path.clone());
+        if settings.restore && path.exists() {
+            let summary = replay
+                .restore(path)
+                .map_err(|e| anyhow!("{e}"))
+                .context("cannot restore the replay's checkpoint")?;
+            log(
+                node,
+                LogLevel::Info,
+                &format!(
+                    "restored {} items of {} tables from {}",
+                    summary.items,
+                    summary.tables,
+                    path.display()
+                ),
+            );
+        }
+    }
+    let _ = events.send(NodeEvent::Started(node.id));
+
+    let replay = &replay;
+    let mut calls = FuturesUnordered::new();
+    let every = checkpoint.as_ref().and_then(|(c, _)| c.every);
+    let mut ticks = every.map(|every| {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
+    let mut shutdown = std::pin::pin!(control.shutdown.wait());
+    let mut killed = std::pin::pin!(control.kill.wait());
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            () = &mut killed => break,
+            request = mailbox.recv() => match request {
+                Some(request) => calls.push(serve_call(replay, request, node.router.stop_signal())),
+                None => break,
+            },
+            Some(()) = calls.next(), if !calls.is_empty() => {}
+            _ = async { ticks.as_mut().expect("guarded").tick().await }, if ticks.is_some() => {
+                if let Some((_, path)) = &checkpoint {
+                    write_checkpoint(node, replay, path, "periodic");
+                }
+            }
+        }
+    }
+    // Calls still waiting are dropped: their callers hear the program is
+    // stopping.
+    drop(calls);
+    if let Some((settings, path)) = &checkpoint
+        && settings.at_stop
+        && !control.kill.is_stopping()
+    {
+        write_checkpoint(node, replay, path, "at stop");
+    }
+    Ok(())
+}
+
+/// Answer one call (or drop it unanswered if its caller stops waiting). A
+/// call still held by a rate limiter when the program stops is answered
+/// `stopping`, so a node waiting on a full table is not left waiting
+/// until the termination notice runs out.
+async fn serve_call(replay: &Replay, request: Request, stop: &StopSignal) {
+    let Request {
+        args, mut reply, ..
+    } = request;
+    if reply.is_closed() {
+        return;
+    }
+    let request = match args {
+        Payload::Typed(value) => value.downcast::<lp_replay::Request>().ok(),
+        Payload::Vals(_) => None,
+    };
+    let Some(request) = request else {
+        let _ = reply.send(Err(CallError::Unreachable(
+            "a replay node is called through lp:replay/replay-client".into(),
+        )));
+        return;
+    };
+    let answer: Reply = tokio::select! {
+        biased;
+        response = replay.handle(*request) => Ok(Payload::Typed(Box::new(response))),
+        () = reply.closed() => return,
+        () = stop.wait() => Err(CallError::Stopping),
+    };
+    let _ = reply.send(answer);
+}
+
+/// Checkpoint now, saying so (or why not) in the node's log.
+fn write_checkpoint(node: &NodeContext, replay: &Replay, path: &Path, why: &str) {
+    match replay.checkpoint(path) {
+        Ok(summary) => log(
+            node,
+            LogLevel::Info,
+            &format!(
+                "checkpoint ({why}): {} items of {} tables, {} bytes, in {}",
+                summary.items,
+                summary.tables,
+                summary.bytes,
+                summary.path.display()
+            ),
+        ),
+        Err(e) => log(
+            node,
+            LogLevel::Error,
+            &format!("checkpoint ({why}) failed: {e}"),
+        ),
+    }
+}
+
+fn log(node: &NodeContext, level: LogLevel, message: &str) {
+    node.output.line(&node.name, Stream::Log(level), message);
+}
+
+/// The checkpoint directory, made if missing, readable by this user only.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the checkpoint directory {}", dir.display()))
+}
+
+/// A seed nobody can predict, for a run that is not seeded.
+fn fresh_seed() -> u64 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    std::collections::hash_map::RandomState::new().hash_one((now, std::process::id()))
+}
