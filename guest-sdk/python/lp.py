@@ -39,6 +39,14 @@ try:
 except ImportError:  # a world without lp:node/waiting (blocking-node-with-run)
     _waiting = None
 
+try:
+    # Present when the node's world imports lp:replay/replay-client@0.1.0.
+    from wit_world.imports import replay_client as _replay_client
+    from wit_world.imports import replay as replay_types
+except ImportError:
+    _replay_client = None
+    replay_types = None
+
 #: The key under which the host encodes a handle inside the args JSON.
 HANDLE_KEY = "$lp-handle"
 #: Beside it, the handle's own call deadline in milliseconds, if it has one.
@@ -163,3 +171,166 @@ class Client:
 
         call.__name__ = function
         return call
+
+
+class ReplayError(Exception):
+    """A replay node refused an operation (and changed nothing).
+
+    `kind` is "no-such-table", "invalid" or "checkpoint"; `message` what
+    the replay node said."""
+
+    def __init__(self, error: Any) -> None:
+        self.error = error
+        name = type(error).__name__.split("_", 1)[-1]
+        self.kind = {
+            "NoSuchTable": "no-such-table",
+            "Invalid": "invalid",
+            "Checkpoint": "checkpoint",
+        }.get(name, name.lower())
+        self.message = str(getattr(error, "value", "") or "")
+        super().__init__(f"{self.kind}: {self.message}")
+
+
+def _replay_module() -> Any:
+    if _replay_client is None:
+        raise RuntimeError(
+            "a replay client needs lp:replay/replay-client: add "
+            "`import lp:replay/replay-client@0.1.0;` to the node's world"
+        )
+    return _replay_client
+
+
+def raw_item(data: bytes) -> Any:
+    """Item data of raw bytes."""
+    _replay_module()
+    return replay_types.ItemData_Raw(bytes(data))
+
+
+def tensor_item(**tensors: Any) -> Any:
+    """Item data of named tensors: `tensor_item(obs=([4], [0.1, ...]),
+    frame=([2, 2], b"abcd"))`, each a shape and its elements (a list of
+    floats is f32, bytes are bytes)."""
+    _replay_module()
+    made = []
+    for name_, (shape, values) in tensors.items():
+        if isinstance(values, (bytes, bytearray)):
+            data = replay_types.TensorData_Bytes(bytes(values))
+        else:
+            data = replay_types.TensorData_F32([float(v) for v in values])
+        made.append(replay_types.Tensor(name=name_, shape=list(shape), data=data))
+    return replay_types.ItemData_Tensors(made)
+
+
+def tensors_of(data: Any) -> dict[str, Any]:
+    """The tensors of an item's data by name (raw data: {"": bytes})."""
+    if isinstance(data, replay_types.ItemData_Raw):
+        return {"": data.value}
+    return {t.name: t.data.value for t in data.value}
+
+
+def new_item(data: Any, priorities: dict[str, float]) -> Any:
+    """An item to insert, with its priority in each table it goes into."""
+    _replay_module()
+    return replay_types.NewItem(
+        data=data,
+        priorities=[replay_types.TablePriority(table=t, priority=float(p)) for t, p in priorities.items()],
+    )
+
+
+class Replay:
+    """A replay node (`kind = "replay"` in program.toml) through one
+    handle. Every method raises `CallError` when the call does not return
+    and `ReplayError` when the replay node refuses it:
+
+        replay = lp.Replay(lp.args()["replay"])
+        keys = await replay.insert([lp.new_item(lp.raw_item(b"..."), {"experience": 1.0})])
+        batch = await replay.sample("experience", 32)
+        await replay.update_priorities("experience", {s.key: 0.5 for s in batch})
+    """
+
+    def __init__(self, handle: Handle) -> None:
+        self._client = _replay_module()
+        self.handle = handle
+
+    async def _call(self, function: str, *arguments: Any) -> Any:
+        try:
+            result = await getattr(self._client, function)(self.handle, *arguments)
+        except Err as failed:
+            raise CallError(failed.value) from None
+        if isinstance(result, Err):
+            raise ReplayError(result.value)
+        return getattr(result, "value", result)
+
+    async def insert(self, items: list[Any]) -> list[int]:
+        """Insert items (`new_item(...)`) all at once; their keys."""
+        return await self._call("insert", list(items))
+
+    async def sample(self, table: str, n: int) -> list[Any]:
+        """`n` samples (key, probability, table_size, times_sampled,
+        priority, data) from `table`, waiting for its rate limiter."""
+        return await self._call("sample", table, n)
+
+    async def update_priorities(self, table: str, updates: dict[int, float]) -> None:
+        """New priorities of items of `table`, by key."""
+        made = [replay_types.PriorityUpdate(key=k, priority=float(p)) for k, p in updates.items()]
+        await self._call("update_priorities", table, made)
+
+    async def delete(self, table: str, keys: list[int]) -> int:
+        """Remove items from `table`; how many were there."""
+        return await self._call("delete", table, list(keys))
+
+    async def reset(self, table: str) -> None:
+        """Empty `table`."""
+        await self._call("reset", table)
+
+    async def info(self) -> list[Any]:
+        """Every table's state."""
+        try:
+            return await self._client.info(self.handle)
+        except Err as failed:
+            raise CallError(failed.value) from None
+
+    async def checkpoint(self) -> str:
+        """Write a checkpoint to the node's checkpoint directory; its path."""
+        return await self._call("checkpoint")
+
+    def writer(self, batch: int = 32) -> "ReplayWriter":
+        """A writer that inserts items `batch` at a time."""
+        return ReplayWriter(self, batch)
+
+
+class ReplayWriter:
+    """Collects items and inserts them `batch` at a time, so an actor pays
+    one call per batch, not per step. Call `flush()` before it goes away:
+    items still pending then are not inserted."""
+
+    def __init__(self, replay: Replay, batch: int) -> None:
+        if batch < 1:
+            raise ValueError("a writer's batch is at least 1")
+        self.replay = replay
+        self.batch = batch
+        self.pending: list[Any] = []
+
+    async def append(self, item: Any) -> list[int]:
+        """Add an item; inserts the batch when it is full (the keys of
+        what was inserted, else [])."""
+        self.pending.append(item)
+        if len(self.pending) >= self.batch:
+            return await self.flush()
+        return []
+
+    async def flush(self) -> list[int]:
+        """Insert what is pending; its keys. If the insert fails (e.g. its
+        deadline passed while the rate limiter held it), nothing of the
+        batch was inserted and it stays pending, so flushing again never
+        inserts an item twice."""
+        if not self.pending:
+            return []
+        # The batch leaves `pending` before the call, so an item another
+        # task appends while it is out is neither dropped nor sent twice.
+        batch, self.pending = self.pending, []
+        try:
+            return await self.replay.insert(batch)
+        except BaseException:
+            self.pending[:0] = batch
+            raise

@@ -8,6 +8,9 @@
 //! which maps the `lp:node` interfaces onto this crate, so every node shares
 //! one definition of [`Handle`] and [`CallError`]. Its world must include
 //! `lp:node/node` (or `lp:node/node-with-run`).
+//!
+//! With the feature `replay`, the module `replay` is the typed client of lp's
+//! built-in replay node (`kind = "replay"` in program.toml).
 
 mod bindings {
     wit_bindgen::generate!({
@@ -252,5 +255,7 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 mod client;
+#[cfg(feature = "replay")]
+pub mod replay;
 #[doc(hidden)]
 pub use client::{__ClientArg, __ClientOwned, __client_arg, __client_owned};
