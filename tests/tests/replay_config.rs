@@ -149,7 +149,7 @@ fn bad_sizes_and_names_are_refused_where_written() {
         "0",
         "max_size must be 1 or more",
     );
-    refused(&table("name = \"t\""), "name = \"t\"", "has no max_size");
+    refused(&table("name = \"t\""), "[[node.tables]]", "has no max_size");
     refused(
         &table("name = \"a b\"\nmax_size = 1"),
         "\"a b\"",
@@ -166,10 +166,10 @@ fn bad_sizes_and_names_are_refused_where_written() {
         "unknown field",
     );
     let twice = format!(
-        "{}[[node.tables]]\nname = \"t\"\nmax_size = 5\n",
+        "{}[[node.tables]] # again\nname = \"t\"\nmax_size = 5\n",
         table("name = \"t\"\nmax_size = 10")
     );
-    refused(&twice, "name = \"t\"\nmax_size = 5", "two tables named");
+    refused(&twice, "[[node.tables]] # again", "two tables named");
 }
 
 #[test]
@@ -215,8 +215,15 @@ fn bad_rate_limiters_are_refused_where_written() {
         &table(
             "name = \"t\"\nsampler = \"uniform\"\nrate_limiter = { kind = \"queue\", size = 20 }",
         ),
-        "{ kind = \"queue\"",
+        "\"uniform\"",
         "queue",
+    );
+    refused(
+        &table(
+            "name = \"t\"\nmax_times_sampled = 2\nrate_limiter = { kind = \"stack\", size = 20 }",
+        ),
+        "2\nrate",
+        "stack",
     );
 }
 

@@ -168,6 +168,12 @@ fn table_config(cx: &Context, raw: RawTable, at: &Origin) -> Result<TableConfig,
         }
     }
     let max_size_origin = raw.max_size.as_ref().map(|m| Origin::File(m.span()));
+    let sampler_origin = raw.sampler.as_ref().map(|s| Origin::File(s.span()));
+    let remover_origin = raw.remover.as_ref().map(|r| Origin::File(r.span()));
+    let times_origin = raw
+        .max_times_sampled
+        .as_ref()
+        .map(|m| Origin::File(m.span()));
     let max_size = match raw.max_size {
         Some(m) => positive(cx, &m, "max_size")?,
         None => match default_size {
@@ -205,6 +211,11 @@ fn table_config(cx: &Context, raw: RawTable, at: &Origin) -> Result<TableConfig,
         let origin = match e.field {
             "name" => &name_origin,
             "max_size" => max_size_origin.as_ref().unwrap_or(at),
+            // A queue's or stack's shape: the value that breaks it, else
+            // the rate limiter that asks for it.
+            "sampler" => sampler_origin.as_ref().unwrap_or(&limiter_origin),
+            "remover" => remover_origin.as_ref().unwrap_or(&limiter_origin),
+            "max_times_sampled" => times_origin.as_ref().unwrap_or(&limiter_origin),
             f if f.starts_with("rate_limiter") => &limiter_origin,
             f if f.contains("exponent") => exponent.as_ref().map_or(at, |(_, o)| o),
             _ => at,
