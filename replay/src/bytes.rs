@@ -1,7 +1,7 @@
 //! `#[serde(with = "crate::bytes")]` for `Vec<u8>` fields: written as serde
 //! bytes (one length and one copy in postcard) instead of a sequence of u8
 //! (one call per byte); read back from bytes, or from a sequence for formats
-//! that have no bytes.
+//! that have no bytes. `shared`: the same for an `Arc<[u8]>`.
 
 use std::fmt;
 
@@ -40,5 +40,23 @@ impl<'de> Visitor<'de> for BytesVisitor {
             out.push(b);
         }
         Ok(out)
+    }
+}
+
+/// `#[serde(with = "crate::bytes::shared")]` for `Arc<[u8]>` fields.
+pub mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Arc<[u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<[u8]>, D::Error> {
+        // One copy, straight from the input into the shared buffer.
+        deserializer
+            .deserialize_byte_buf(super::BytesVisitor)
+            .map(Arc::from)
     }
 }

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,14 +22,14 @@ use sha2::{Digest, Sha256};
 use crate::config::{Counters, Selector};
 use crate::replay::Replay;
 use crate::table::{Table, check_priority};
-use crate::types::{CheckpointSummary, ItemData, ReplayError};
+use crate::types::{CheckpointSummary, Item, ReplayError};
 
 /// The file's first line.
 pub const MAGIC: &[u8] = b"lp-replay checkpoint 1\n";
 /// Body length and SHA-256.
 const TRAILER: usize = 8 + 32;
 
-/// Written with borrowed items and tables (`D` = `&ItemData`, `T` =
+/// Written with borrowed items and tables (`D` = `&Item`, `T` =
 /// `&StoredTable`), read with owned ones: the same encoding.
 #[derive(Serialize, Deserialize)]
 struct Body<D, T> {
@@ -38,8 +38,8 @@ struct Body<D, T> {
     tables: Vec<T>,
 }
 
-type WriteBody<'a> = Body<&'a ItemData, &'a StoredTable>;
-type ReadBody = Body<ItemData, StoredTable>;
+type WriteBody<'a> = Body<&'a Item, &'a StoredTable>;
+type ReadBody = Body<Item, StoredTable>;
 
 #[derive(Serialize, Deserialize)]
 struct StoredItem<D> {
@@ -70,7 +70,7 @@ struct StoredEntry {
 /// A table as the lock saw it.
 struct TableSnapshot {
     table: StoredTable,
-    data: Vec<(u64, Arc<ItemData>)>,
+    data: Vec<(u64, Item)>,
 }
 
 impl Replay {
@@ -109,15 +109,14 @@ impl Replay {
                     data: t
                         .entries()
                         .iter()
-                        .map(|e| (e.key, Arc::clone(&e.data)))
+                        .map(|e| (e.key, e.data.clone()))
                         .collect(),
                 })
                 .collect();
             (state.next_key, snapshots)
         };
         // Each item once, by key (an item has one key in every table).
-        let mut items: Vec<&(u64, Arc<ItemData>)> =
-            snapshots.iter().flat_map(|s| s.data.iter()).collect();
+        let mut items: Vec<&(u64, Item)> = snapshots.iter().flat_map(|s| s.data.iter()).collect();
         if snapshots.len() > 1 {
             items.sort_unstable_by_key(|(key, _)| *key);
             items.dedup_by_key(|(key, _)| *key);
@@ -126,10 +125,7 @@ impl Replay {
             next_key,
             items: items
                 .iter()
-                .map(|(key, data)| StoredItem {
-                    key: *key,
-                    data: &**data,
-                })
+                .map(|(key, data)| StoredItem { key: *key, data })
                 .collect(),
             tables: snapshots.iter().map(|s| &s.table).collect::<Vec<_>>(),
         };
@@ -190,12 +186,12 @@ impl Replay {
     fn build(&self, body: ReadBody) -> Result<(Vec<Table>, u64), String> {
         let corrupt = |what: String| format!("the checkpoint is corrupt: {what}");
         let next_key = body.next_key;
-        let mut items: HashMap<u64, Arc<ItemData>> = HashMap::with_capacity(body.items.len());
+        let mut items: HashMap<u64, Item> = HashMap::with_capacity(body.items.len());
         for StoredItem { key, data } in body.items {
             if key == 0 || key >= next_key {
                 return Err(corrupt(format!("item key {key} is outside 1..{next_key}")));
             }
-            if items.insert(key, Arc::new(data)).is_some() {
+            if items.insert(key, data).is_some() {
                 return Err(corrupt(format!("item {key} is stored twice")));
             }
         }
@@ -265,7 +261,7 @@ impl Replay {
                         e.key, e.times_sampled, e.times_sampled
                     ));
                 }
-                table.push(e.key, e.priority, Arc::clone(data), e.times_sampled);
+                table.push(e.key, e.priority, data.clone(), e.times_sampled);
             }
             table.set_counters(Counters {
                 inserts: stored.inserts,

@@ -17,7 +17,7 @@
 //! }], 42).unwrap();
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! let keys = rt.block_on(replay.insert(vec![NewItem {
-//!     data: ItemData::Raw(vec![1, 2, 3]),
+//!     data: ItemData::Raw(vec![1, 2, 3]).into(),
 //!     priorities: vec![TablePriority { table: "experience".into(), priority: 1.0 }],
 //! }])).unwrap();
 //! let samples = rt.block_on(replay.sample("experience", 2)).unwrap();
@@ -35,8 +35,8 @@ mod types;
 
 pub use checkpoint::MAGIC as CHECKPOINT_MAGIC;
 pub use config::{ConfigError, RateLimiter, Selector, TableConfig};
-pub use replay::Replay;
+pub use replay::{MAX_SAMPLE_BATCH, Replay};
 pub use types::{
-    CheckpointSummary, ItemData, NewItem, PriorityUpdate, ReplayError, Request, Response, Sampled,
-    TableInfo, TablePriority, Tensor, TensorData,
+    CheckpointSummary, Item, ItemData, NewItem, PriorityUpdate, ReplayError, Request, Response,
+    Sampled, TableInfo, TablePriority, Tensor, TensorData,
 };

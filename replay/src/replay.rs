@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
 use rand::rngs::StdRng;
@@ -18,8 +18,12 @@ use crate::config::{ConfigError, TableConfig};
 use crate::selector;
 use crate::table::{Table, check_priority};
 use crate::types::{
-    ItemData, NewItem, PriorityUpdate, ReplayError, Request, Response, Sampled, TableInfo,
+    Item, NewItem, PriorityUpdate, ReplayError, Request, Response, Sampled, TableInfo,
 };
+
+/// The most items one `sample` call may ask for: a bound on what one
+/// call holds the lock for and allocates (64 Ki items of 1 KiB: 64 MiB).
+pub const MAX_SAMPLE_BATCH: u32 = 1 << 16;
 
 /// A replay node's tables. Share it (`Arc<Replay>`) between the calls.
 pub struct Replay {
@@ -43,7 +47,7 @@ pub(crate) struct State {
 /// An insert, checked and ready to go in.
 struct Batch {
     /// Each item's data and how many of `priorities` are its.
-    items: Vec<(Arc<ItemData>, usize)>,
+    items: Vec<(Item, usize)>,
     /// (table, priority), item after item.
     priorities: Vec<(usize, f64)>,
     /// The tables concerned and how many items each gets.
@@ -206,6 +210,11 @@ impl Replay {
         if n == 0 {
             return Ok(Vec::new());
         }
+        if n > MAX_SAMPLE_BATCH {
+            return Err(ReplayError::Invalid(format!(
+                "sampling {n} items at once is more than one call may take ({MAX_SAMPLE_BATCH}): sample in several calls"
+            )));
+        }
         let config = &self.configs[t];
         let limits = config.rate_limiter.limits();
         if f64::from(n) > limits.max_diff - limits.min_diff {
@@ -353,7 +362,7 @@ impl Replay {
                 priorities.push((t, p.priority));
                 per_table[t] += 1;
             }
-            prepared.push((Arc::new(item.data), item.priorities.len()));
+            prepared.push((item.data, item.priorities.len()));
         }
         let mut tables = Vec::new();
         let mut counts = Vec::new();
@@ -441,7 +450,7 @@ impl State {
             // the Arc itself.
             for _ in 1..n {
                 let &(t, p) = priorities.next().expect("counted");
-                self.tables[t].insert(key, p, Arc::clone(&data), &mut self.rng);
+                self.tables[t].insert(key, p, data.clone(), &mut self.rng);
             }
             let &(t, p) = priorities.next().expect("counted");
             self.tables[t].insert(key, p, data, &mut self.rng);

@@ -4,19 +4,18 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 use rand::rngs::StdRng;
 
 use crate::config::{Counters, Limits, Selector, TableConfig};
 use crate::selector::{Index, MAX_WEIGHT, weight};
-use crate::types::{ItemData, Sampled, TableInfo};
+use crate::types::{Item, Sampled, TableInfo};
 
 /// An item as a table holds it: 32 bytes besides the shared data.
 pub(crate) struct Entry {
     pub key: u64,
     pub priority: f64,
-    pub data: Arc<ItemData>,
+    pub data: Item,
     pub times_sampled: u32,
 }
 
@@ -133,7 +132,7 @@ impl Table {
 
     /// Insert an item (its key new to the table), evicting by the remover
     /// first if the table is full. The caller checked the rate limiter.
-    pub fn insert(&mut self, key: u64, priority: f64, data: Arc<ItemData>, rng: &mut StdRng) {
+    pub fn insert(&mut self, key: u64, priority: f64, data: Item, rng: &mut StdRng) {
         while self.entries.len() as u64 >= self.config.max_size {
             let (pos, _) = self.remover.select(&self.entries, &self.index, rng);
             self.remove_at(pos);
@@ -143,7 +142,7 @@ impl Table {
     }
 
     /// Append an item without touching the counters (insert and restore).
-    pub fn push(&mut self, key: u64, priority: f64, data: Arc<ItemData>, times_sampled: u32) {
+    pub fn push(&mut self, key: u64, priority: f64, data: Item, times_sampled: u32) {
         let priority = priority + 0.0; // -0.0 is 0
         self.index.insert(key, self.entries.len());
         self.sampler.push(key, priority);
@@ -194,7 +193,7 @@ impl Table {
             table_size,
             times_sampled: entry.times_sampled,
             priority: entry.priority,
-            data: Arc::clone(&entry.data),
+            data: entry.data.clone(),
         };
         self.counters.samples += 1;
         if m > 0 {
@@ -306,7 +305,7 @@ mod tests {
             Selector::MaxHeap,
         ];
         let mut rng = StdRng::seed_from_u64(3);
-        let data = Arc::new(ItemData::Raw(vec![1]));
+        let data = Item::from(crate::types::ItemData::Raw(vec![1]));
         for sampler in &kinds {
             for remover in &kinds {
                 let mut table = Table::new(TableConfig {
@@ -322,7 +321,7 @@ mod tests {
                     match rng.random_range(0..6) {
                         0..=2 => {
                             let p = f64::from(rng.random_range(0..4u32));
-                            table.insert(key, p, Arc::clone(&data), &mut rng);
+                            table.insert(key, p, data.clone(), &mut rng);
                             key += 1;
                         }
                         3 if table.len() > 0 => {

@@ -2,6 +2,7 @@
 //! state, errors, and the request/response pair the host routes (the WIT
 //! `lp:replay` interface's types, in Rust).
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,6 +30,65 @@ pub enum ItemData {
     Tensors(Vec<Tensor>),
 }
 
+/// An item's data as the replay holds it: its [`ItemData`] encoded in one
+/// shared buffer, so an item costs one allocation whatever it holds (a
+/// tensor item decoded is four or more), is stored once however many
+/// tables hold it, and crosses a process as one run of bytes. Made from
+/// [`ItemData`] (`Item::from`), read with [`Item::decode`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item(#[serde(with = "crate::bytes::shared")] Arc<[u8]>);
+
+impl Item {
+    /// The data back. Fails only on bytes that did not come from
+    /// `Item::from` (a checkpoint or a peer that wrote garbage).
+    pub fn decode(&self) -> Result<ItemData, ReplayError> {
+        postcard::from_bytes(&self.0)
+            .map_err(|e| ReplayError::Invalid(format!("an item's data does not decode: {e}")))
+    }
+
+    /// Its encoded size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never, for an item made from data).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `a` and `b` are the same stored item (not merely equal).
+    pub fn ptr_eq(a: &Item, b: &Item) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
+    /// How many holders the stored item has (tables, samples, copies).
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+}
+
+impl From<&ItemData> for Item {
+    fn from(data: &ItemData) -> Item {
+        let bytes = postcard::to_stdvec(data).expect("item data always encodes");
+        Item(Arc::from(bytes))
+    }
+}
+
+impl From<ItemData> for Item {
+    fn from(data: ItemData) -> Item {
+        Item::from(&data)
+    }
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.decode() {
+            Ok(data) => data.fmt(f),
+            Err(_) => write!(f, "Item(<{} undecodable bytes>)", self.0.len()),
+        }
+    }
+}
+
 /// An item's priority in one table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TablePriority {
@@ -40,7 +100,7 @@ pub struct TablePriority {
 /// however many tables hold it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewItem {
-    pub data: ItemData,
+    pub data: Item,
     pub priorities: Vec<TablePriority>,
 }
 
@@ -56,7 +116,7 @@ pub struct Sampled {
     pub times_sampled: u32,
     pub priority: f64,
     /// The stored item itself (no copy).
-    pub data: Arc<ItemData>,
+    pub data: Item,
 }
 
 /// A new priority for an item of a table.

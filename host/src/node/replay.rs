@@ -175,18 +175,17 @@ impl From<lp_replay::ReplayError> for ReplayError {
     }
 }
 
-fn sampled(s: lp_replay::Sampled) -> Sampled {
-    // Unshared once it has crossed a process; shared with the table in
-    // this process, where the caller gets a copy.
-    let data = Arc::try_unwrap(s.data).unwrap_or_else(|shared| (*shared).clone());
-    Sampled {
+/// A sample as the guest gets it: its item decoded from the replay's
+/// one-buffer form (the one copy of its data a sample costs here).
+fn sampled(s: lp_replay::Sampled) -> Result<Sampled, lp_replay::ReplayError> {
+    Ok(Sampled {
         key: s.key,
         probability: s.probability,
         table_size: s.table_size,
         times_sampled: s.times_sampled,
         priority: s.priority,
-        data: data.into(),
-    }
+        data: s.data.decode()?.into(),
+    })
 }
 
 fn table_info(t: lp_replay::TableInfo) -> TableInfo {
@@ -235,7 +234,10 @@ pub(super) fn link_client(
                     let items = items
                         .into_iter()
                         .map(|i| lp_replay::NewItem {
-                            data: i.data.into(),
+                            // Encoded here, in the caller's process: the
+                            // replay stores (and the wire carries) the
+                            // item as one buffer.
+                            data: lp_replay::Item::from(lp_replay::ItemData::from(i.data)),
                             priorities: i
                                 .priorities
                                 .into_iter()
@@ -258,7 +260,7 @@ pub(super) fn link_client(
                 |(h, table, n): (Handle, String, u32)| (h, lp_replay::Request::Sample { table, n }),
                 |r| match r {
                     Response::Sampled(r) => Some::<Replied<Vec<Sampled>>>(
-                        r.map(|s| s.into_iter().map(sampled).collect())
+                        r.and_then(|s| s.into_iter().map(sampled).collect())
                             .map_err(Into::into),
                     ),
                     _ => None,

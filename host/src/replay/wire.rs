@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn a_request_round_trips_and_garbage_is_refused() {
         let request = Request::Insert(vec![NewItem {
-            data: ItemData::Raw(vec![7; 1024]),
+            data: ItemData::Raw(vec![7; 1024]).into(),
             priorities: vec![TablePriority {
                 table: "t".into(),
                 priority: 2.5,

@@ -113,7 +113,7 @@ fn types_round_trip_through_postcard() {
     let request = Request::Insert(vec![
         item(5, &[("t", 0.5)]),
         lp_replay::NewItem {
-            data: data.clone(),
+            data: data.clone().into(),
             priorities: vec![],
         },
     ]);
@@ -125,7 +125,7 @@ fn types_round_trip_through_postcard() {
         table_size: 4,
         times_sampled: 1,
         priority: 2.0,
-        data: std::sync::Arc::new(data),
+        data: data.into(),
     }]));
     let bytes = postcard::to_stdvec(&response).unwrap();
     assert_eq!(postcard::from_bytes::<Response>(&bytes).unwrap(), response);

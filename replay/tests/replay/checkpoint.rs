@@ -6,7 +6,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use lp_replay::{
     CHECKPOINT_MAGIC, ItemData, NewItem, PriorityUpdate, RateLimiter, Replay, ReplayError,
@@ -55,7 +54,8 @@ fn tensors(i: u64) -> NewItem {
                 shape: vec![3],
                 data: TensorData::Bytes(vec![i as u8, 1, 2]),
             },
-        ]),
+        ])
+        .into(),
         priorities: vec![
             TablePriority {
                 table: "prio".into(),
@@ -179,7 +179,7 @@ async fn round_trip_keeps_everything() {
         .iter()
         .find(|s| s.key == top.key)
         .expect("the heap's top item is in prio too");
-    assert!(Arc::ptr_eq(&same.data, &top.data));
+    assert!(lp_replay::Item::ptr_eq(&same.data, &top.data));
 }
 
 /// What a replay holds, as bytes of its checkpoint, and its info.

@@ -32,7 +32,7 @@ async fn uniform_sampler_draws_every_item_equally() {
     // Distinct priorities, which a uniform sampler ignores.
     let priorities: Vec<f64> = (1..=20).map(f64::from).collect();
     let keys = fill(&replay, "t", &priorities).await;
-    let samples = replay.sample("t", N).await.unwrap();
+    let samples = sample_many(&replay, N).await;
     assert_eq!(samples.len(), N as usize);
     assert!(samples.iter().all(|s| s.probability == 1.0 / 20.0));
     let counts = counts(&samples, keys[0], &[0; 20]);
@@ -56,7 +56,7 @@ async fn check_prioritized(
 ) -> Vec<u64> {
     let weights: Vec<f64> = priorities.iter().map(|p| p.powf(exponent)).collect();
     let total: f64 = weights.iter().sum();
-    let samples = replay.sample("t", N).await.unwrap();
+    let samples = sample_many(replay, N).await;
     for s in &samples {
         let i = (s.key - first) as usize;
         assert_eq!(s.priority, priorities[i]);
@@ -124,7 +124,7 @@ async fn prioritized_sampler_with_zero_priorities() {
     )
     .unwrap();
     let keys = fill(&replay, "t", &[0.0; 20]).await;
-    let samples = replay.sample("t", N).await.unwrap();
+    let samples = sample_many(&replay, N).await;
     assert!(samples.iter().all(|s| s.probability == 1.0 / 20.0));
     let drawn = counts(&samples, keys[0], &[0; 20]);
     let stat = chi_square(&drawn, &[1.0; 20]);
@@ -156,8 +156,19 @@ async fn prioritized_sampler_with_zero_priorities() {
     let mut priorities = vec![0.0; 10];
     priorities.extend((1..=10).map(f64::from));
     let keys = fill(&replay, "t", &priorities).await;
-    let samples = replay.sample("t", N).await.unwrap();
+    let samples = sample_many(&replay, N).await;
     assert!(samples.iter().all(|s| s.probability == 1.0 / 20.0));
     let stat = chi_square(&counts(&samples, keys[0], &[0; 20]), &[1.0; 20]);
     assert!(stat < CHI2_19_999, "chi-square {stat} against uniform");
+}
+
+/// `n` samples from table "t", in calls of at most `MAX_SAMPLE_BATCH`.
+async fn sample_many(replay: &Replay, n: u32) -> Vec<lp_replay::Sampled> {
+    let mut samples = Vec::with_capacity(n as usize);
+    while samples.len() < n as usize {
+        let left = n - samples.len() as u32;
+        let call = left.min(lp_replay::MAX_SAMPLE_BATCH);
+        samples.extend(replay.sample("t", call).await.unwrap());
+    }
+    samples
 }

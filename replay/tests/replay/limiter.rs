@@ -301,6 +301,11 @@ async fn batches_that_can_never_be_admitted_are_refused() {
     invalid(replay.sample("ratio", 5).await, "sample at most 4 at once");
     // 2 items sampled at most 3 times each.
     invalid(replay.sample("few", 7).await, "sample at most 6 at once");
+    // No call takes more than MAX_SAMPLE_BATCH, whatever the table allows.
+    invalid(
+        replay.sample("few", lp_replay::MAX_SAMPLE_BATCH + 1).await,
+        "sample in several calls",
+    );
     // Nothing was inserted, no key used.
     assert!(replay.info().iter().all(|t| t.inserts == 0));
     assert_eq!(fill(&replay, "q", &[1.0, 1.0, 1.0]).await, vec![1, 2, 3]);

@@ -52,7 +52,7 @@ pub fn simple(name: &str, max_size: u64, sampler: Selector) -> TableConfig {
 /// An item holding `tag` (8 bytes), with a priority in each of `tables`.
 pub fn item(tag: u64, tables: &[(&str, f64)]) -> NewItem {
     NewItem {
-        data: ItemData::Raw(tag.to_le_bytes().to_vec()),
+        data: ItemData::Raw(tag.to_le_bytes().to_vec()).into(),
         priorities: tables
             .iter()
             .map(|&(table, priority)| TablePriority {
@@ -64,8 +64,8 @@ pub fn item(tag: u64, tables: &[(&str, f64)]) -> NewItem {
 }
 
 /// The tag `item` put in.
-pub fn tag(data: &ItemData) -> u64 {
-    match data {
+pub fn tag(data: &lp_replay::Item) -> u64 {
+    match data.decode().expect("an item decodes") {
         ItemData::Raw(b) => u64::from_le_bytes(b[..8].try_into().unwrap()),
         other => panic!("not a tagged item: {other:?}"),
     }

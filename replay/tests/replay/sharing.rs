@@ -1,10 +1,8 @@
-//! Items in several tables: stored once (the same `Arc` from each table),
+//! Items in several tables: stored once (the same buffer from each table),
 //! with a priority and times_sampled per table; deleting from one table
 //! keeps the item in the other; freed when no table holds it.
 
-use std::sync::Arc;
-
-use lp_replay::{Replay, Selector};
+use lp_replay::{Item, Replay, Selector};
 
 use crate::{item, simple, tag};
 
@@ -28,7 +26,7 @@ async fn an_item_in_two_tables_is_stored_once() {
     let a = replay.sample("a", 1).await.unwrap().remove(0);
     let b = replay.sample("b", 2).await.unwrap().remove(1);
     assert_eq!((a.key, b.key), (keys[0], keys[0]));
-    assert!(Arc::ptr_eq(&a.data, &b.data), "stored twice");
+    assert!(Item::ptr_eq(&a.data, &b.data), "stored twice");
     assert_eq!(tag(&a.data), 7);
     // Per table: priority and times sampled.
     assert_eq!((a.priority, a.times_sampled), (1.0, 1));
@@ -36,15 +34,16 @@ async fn an_item_in_two_tables_is_stored_once() {
     let info = replay.info();
     assert_eq!((info[0].size, info[1].size), (1, 2));
 
-    let weak = Arc::downgrade(&a.data);
+    let kept = a.data.clone();
     drop((a, b));
     assert_eq!(replay.delete("a", &[keys[0]]).unwrap(), 1);
     let b = replay.sample("b", 1).await.unwrap().remove(0);
     assert_eq!(b.key, keys[0]);
-    assert!(Arc::ptr_eq(&b.data, &weak.upgrade().unwrap()));
+    assert!(Item::ptr_eq(&b.data, &kept));
     drop(b);
+    assert_eq!(kept.holders(), 2, "held by table b and by `kept`");
     assert_eq!(replay.delete("b", &[keys[0]]).unwrap(), 1);
-    assert!(weak.upgrade().is_none(), "the item outlived its tables");
+    assert_eq!(kept.holders(), 1, "the item outlived its tables");
     let info = replay.info();
     assert_eq!((info[0].size, info[1].size), (0, 1));
 }
