@@ -42,7 +42,7 @@ except ImportError:  # a world without lp:node/waiting (blocking-node-with-run)
 try:
     # Present when the node's world imports lp:replay/replay-client@0.1.0.
     from wit_world.imports import replay_client as _replay_client
-    from wit_world.imports import replay as replay_types
+    from wit_world.imports import replay_types
 except ImportError:
     _replay_client = None
     replay_types = None

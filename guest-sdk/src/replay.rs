@@ -58,7 +58,7 @@ mod bindings {
 
 use bindings::lp::replay::replay_client as client;
 
-pub use bindings::lp::replay::replay::{
+pub use bindings::lp::replay::replay_types::{
     ItemData, NewItem, PriorityUpdate, ReplayError, Sampled, TableInfo, TablePriority, Tensor,
     TensorData,
 };
