@@ -320,10 +320,12 @@ class ReplayWriter:
         return []
 
     async def flush(self) -> list[int]:
-        """Insert what is pending; its keys. If the insert fails (e.g. its
-        deadline passed while the rate limiter held it), nothing of the
-        batch was inserted and it stays pending, so flushing again never
-        inserts an item twice."""
+        """Insert what is pending; its keys. If the insert fails, the batch
+        stays pending. When the replay refused it, timed it out (its
+        deadline passed while the rate limiter held it) or the program is
+        stopping, nothing of it was inserted, so flushing again never
+        inserts an item twice; only a replay that stopped answering at all
+        (its process lost) leaves that unknown."""
         if not self.pending:
             return []
         # The batch leaves `pending` before the call, so an item another

@@ -421,6 +421,11 @@ impl Router {
         self.funcs.signature(key)
     }
 
+    /// The deadline of calls through handles without one of their own.
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.call_timeout
+    }
+
     /// The signature of a key that arrived from another process.
     pub fn signature_of_received(&self, key: FuncKey) -> Result<&Signature, CallError> {
         if (key.0 as usize) < self.funcs.len() {

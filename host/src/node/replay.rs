@@ -19,9 +19,10 @@ use wasmtime::component::{ComponentNamedList, ComponentType, Lift, LinkerInstanc
 
 use super::typed::{Handle, WitCallError};
 use super::{NodeContext, NodeEvent, NodeLaunch, NodeState};
-use crate::courier::{CallError, FuncKey, FuncTable, Payload, Reply, Request};
+use crate::courier::{CallError, FuncKey, FuncTable, Payload, Request};
 use crate::output::{LogLevel, Stream};
 use crate::program::ReplayConfig;
+use crate::replay::wire::{ReplayCall, ReplayReply, grace};
 use crate::sandbox::ClientImport;
 use crate::stop::StopSignal;
 use lp_replay::{Replay, Response};
@@ -366,26 +367,31 @@ impl Link<'_> {
 }
 
 /// Send one request through `handle` and turn the reply into the guest's
-/// `result<_, call-error>`.
+/// `result<_, call-error>`. The call's deadline (the handle's, else the
+/// program's) goes to the replay, which withdraws the call then and says
+/// so; this side waits a grace period longer for that answer.
 async fn call<R>(
     node: Arc<NodeContext>,
     key: FuncKey,
     (handle, request): (Handle, lp_replay::Request),
     answer: fn(Response) -> Option<R>,
 ) -> Result<R, WitCallError> {
-    let deadline = handle.timeout_ms.map(Duration::from_millis);
+    let within = handle
+        .timeout_ms
+        .map(Duration::from_millis)
+        .or(node.router.call_timeout());
+    let call = ReplayCall { request, within };
+    let wait = within.map(|d| d + grace(d));
     let reply = node
-        .call_node(
-            handle.node,
-            deadline,
-            key,
-            Payload::Typed(Box::new(request)),
-        )
+        .call_node(handle.node, wait, key, Payload::Typed(Box::new(call)))
         .await;
     let unexpected = || WitCallError::Unreachable("a reply of an unexpected type".into());
     match reply {
-        Ok(Payload::Typed(value)) => match value.downcast::<Response>() {
-            Ok(response) => answer(*response).ok_or_else(unexpected),
+        Ok(Payload::Typed(value)) => match value.downcast::<ReplayReply>() {
+            Ok(reply) => match *reply {
+                ReplayReply::Done(response) => answer(response).ok_or_else(unexpected),
+                ReplayReply::TimedOut => Err(WitCallError::Timeout),
+            },
             Err(_) => Err(unexpected()),
         },
         Ok(Payload::Vals(_)) => Err(unexpected()),
@@ -477,10 +483,13 @@ pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch)
     Ok(())
 }
 
-/// Answer one call (or drop it unanswered if its caller stops waiting). A
-/// call still held by a rate limiter when the program stops is answered
-/// `stopping`, so a node waiting on a full table is not left waiting
-/// until the termination notice runs out.
+/// Answer one call. A call the rate limiter holds is withdrawn (having
+/// changed nothing) and answered `TimedOut` at its deadline, dropped if its
+/// caller stops waiting, and answered `stopping` when the program stops, so
+/// a node waiting on a full table is not left waiting until the
+/// termination notice runs out. An operation that can go on is carried out
+/// even if the deadline passes in the same instant: the answer, not the
+/// caller's clock, says what happened.
 async fn serve_call(replay: &Replay, request: Request, stop: &StopSignal) {
     let Request {
         args, mut reply, ..
@@ -488,23 +497,34 @@ async fn serve_call(replay: &Replay, request: Request, stop: &StopSignal) {
     if reply.is_closed() {
         return;
     }
-    let request = match args {
-        Payload::Typed(value) => value.downcast::<lp_replay::Request>().ok(),
+    let call = match args {
+        Payload::Typed(value) => value.downcast::<ReplayCall>().ok(),
         Payload::Vals(_) => None,
     };
-    let Some(request) = request else {
+    let Some(call) = call else {
         let _ = reply.send(Err(CallError::Unreachable(
             "a replay node is called through lp:replay/replay-client".into(),
         )));
         return;
     };
-    let answer: Reply = tokio::select! {
-        biased;
-        response = replay.handle(*request) => Ok(Payload::Typed(Box::new(response))),
-        () = reply.closed() => return,
-        () = stop.wait() => Err(CallError::Stopping),
+    let ReplayCall { request, within } = *call;
+    let deadline = async {
+        match within {
+            Some(within) => tokio::time::sleep(within).await,
+            None => std::future::pending().await,
+        }
     };
-    let _ = reply.send(answer);
+    let answer = tokio::select! {
+        biased;
+        response = replay.handle(request) => ReplayReply::Done(response),
+        () = reply.closed() => return,
+        () = stop.wait() => {
+            let _ = reply.send(Err(CallError::Stopping));
+            return;
+        }
+        () = deadline => ReplayReply::TimedOut,
+    };
+    let _ = reply.send(Ok(Payload::Typed(Box::new(answer))));
 }
 
 /// Checkpoint now, saying so (or why not) in the node's log.
