@@ -306,9 +306,10 @@ fn read_body(bytes: &[u8]) -> Result<ReadBody, String> {
     let (body, trailer) = bytes[MAGIC.len()..].split_at(bytes.len() - MAGIC.len() - TRAILER);
     let stored_len = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
     if stored_len != body.len() as u64 {
+        // A cut file ends inside its body, so its "trailer" is body bytes.
         return Err(format!(
-            "the checkpoint is truncated or corrupt: its trailer gives a body of {stored_len} bytes, but it holds {}",
-            body.len()
+            "the checkpoint is truncated or corrupt: {} bytes do not end with the length and SHA-256 of what precedes them (was it cut short while copied, or written by something else?)",
+            bytes.len()
         ));
     }
     if Sha256::digest(body).as_slice() != &trailer[8..] {
