@@ -65,15 +65,20 @@ class CallError(Exception):
 
     def __init__(self, error: Any) -> None:
         self.error = error
-        name = type(error).__name__.split("_", 1)[-1]
-        self.kind = {
+        self.kind, self.message = _variant(error, {
             "Unreachable": "unreachable",
             "Timeout": "timeout",
             "RemoteTrap": "remote-trap",
             "Stopping": "stopping",
-        }.get(name, name.lower())
-        self.message = str(getattr(error, "value", "") or "")
+        })
         super().__init__(f"{self.kind}: {self.message}" if self.message else self.kind)
+
+
+def _variant(value: Any, cases: dict[str, str]) -> tuple[str, str]:
+    """A generated variant value's case (its WIT name, from `cases`: the
+    generated class's suffix -> WIT name) and its payload as text."""
+    name = type(value).__name__.split("_", 1)[-1]
+    return cases.get(name, name.lower()), str(getattr(value, "value", "") or "")
 
 
 def name() -> str:
@@ -181,13 +186,11 @@ class ReplayError(Exception):
 
     def __init__(self, error: Any) -> None:
         self.error = error
-        name = type(error).__name__.split("_", 1)[-1]
-        self.kind = {
+        self.kind, self.message = _variant(error, {
             "NoSuchTable": "no-such-table",
             "Invalid": "invalid",
             "Checkpoint": "checkpoint",
-        }.get(name, name.lower())
-        self.message = str(getattr(error, "value", "") or "")
+        })
         super().__init__(f"{self.kind}: {self.message}")
 
 

@@ -223,10 +223,13 @@ fn parent(args: &BenchArgs) -> Result<()> {
     }
     crate::outln!(
         "{}",
-        match args.replay {
-            true => replay_table(&rows),
-            false => table(&rows),
-        }
+        table(
+            &rows,
+            match args.replay {
+                true => REPLAY_COLUMNS,
+                false => CALL_COLUMNS,
+            }
+        )
     );
     Ok(())
 }
@@ -252,58 +255,70 @@ fn summarize(config: &str, runs: &[Value]) -> Value {
 }
 
 /// A figure of a summarized row: median [min–max].
-fn fmt(row: &Value, key: &str, scale: f64, digits: usize) -> String {
+fn fmt(row: &Value, key: &str, digits: usize) -> String {
     match row.get(key) {
-        Some(v) => format!(
-            "{:.*} [{:.*}–{:.*}]",
-            digits,
-            v["median"].as_f64().unwrap_or(0.0) * scale,
-            digits,
-            v["min"].as_f64().unwrap_or(0.0) * scale,
-            digits,
-            v["max"].as_f64().unwrap_or(0.0) * scale
-        ),
+        Some(v) => {
+            let figure = |which: &str| v[which].as_f64().unwrap_or(0.0);
+            format!(
+                "{:.*} [{:.*}–{:.*}]",
+                digits,
+                figure("median"),
+                digits,
+                figure("min"),
+                digits,
+                figure("max")
+            )
+        }
         None => "n/a".into(),
     }
 }
 
-/// The replay figures, a row per configuration.
-fn replay_table(rows: &[Value]) -> String {
-    let mut out = String::from(
-        "| config | runs | streaming inserts (items/s) | per-call inserts (items/s) | samples, batches of 32 (items/s) | priority updates of 32 (calls/s) | peak RSS of one process (MiB) |\n|---|---|---|---|---|---|---|\n",
-    );
-    for row in rows {
-        out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            row["config"].as_str().unwrap_or("?"),
-            row["runs"],
-            fmt(row, "insert_stream_per_s", 1.0, 0),
-            fmt(row, "insert_call_per_s", 1.0, 0),
-            fmt(row, "sample_per_s", 1.0, 0),
-            fmt(row, "update32_calls_per_s", 1.0, 0),
-            fmt(row, "peak_process_rss_mib", 1.0, 1),
-        );
-    }
-    out
-}
+/// A column of a summary table: its header, its figure's key, its digits.
+type Column = (&'static str, &'static str, usize);
 
-fn table(rows: &[Value]) -> String {
-    let mut out = String::from(
-        "| config | runs | plan (s) | launch → first reply from all (s) | stop → exit (s) | calls/s | p50 (µs) | p99 (µs) | peak RSS (MiB) | peak PSS, all processes (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+/// The courier benchmark's columns.
+const CALL_COLUMNS: &[Column] = &[
+    ("plan (s)", "plan_secs", 4),
+    ("launch → first reply from all (s)", "startup_secs", 4),
+    ("stop → exit (s)", "stop_to_exit_secs", 4),
+    ("calls/s", "calls_per_sec", 0),
+    ("p50 (µs)", "p50_us", 1),
+    ("p99 (µs)", "p99_us", 1),
+    ("peak RSS (MiB)", "peak_tree_rss_mib", 1),
+    ("peak PSS, all processes (MiB)", "peak_tree_pss_mib", 1),
+];
+
+/// The replay benchmark's columns.
+const REPLAY_COLUMNS: &[Column] = &[
+    ("streaming inserts (items/s)", "insert_stream_per_s", 0),
+    ("per-call inserts (items/s)", "insert_call_per_s", 0),
+    ("samples, batches of 32 (items/s)", "sample_per_s", 0),
+    (
+        "priority updates of 32 (calls/s)",
+        "update32_calls_per_s",
+        0,
+    ),
+    ("peak RSS of one process (MiB)", "peak_process_rss_mib", 1),
+];
+
+/// The summarized rows as a Markdown table: config, runs, then `columns`.
+fn table(rows: &[Value], columns: &[Column]) -> String {
+    let headers: Vec<&str> = columns.iter().map(|(header, _, _)| *header).collect();
+    let mut out = format!(
+        "| config | runs | {} |\n|---|---|{}\n",
+        headers.join(" | "),
+        "---|".repeat(columns.len())
     );
     for row in rows {
+        let figures: Vec<String> = columns
+            .iter()
+            .map(|(_, key, digits)| fmt(row, key, *digits))
+            .collect();
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} |\n",
             row["config"].as_str().unwrap_or("?"),
             row["runs"],
-            fmt(row, "plan_secs", 1.0, 4),
-            fmt(row, "startup_secs", 1.0, 4),
-            fmt(row, "stop_to_exit_secs", 1.0, 4),
-            fmt(row, "calls_per_sec", 1.0, 0),
-            fmt(row, "p50_us", 1.0, 1),
-            fmt(row, "p99_us", 1.0, 1),
-            fmt(row, "peak_tree_rss_mib", 1.0, 1),
-            fmt(row, "peak_tree_pss_mib", 1.0, 1),
+            figures.join(" | ")
         );
     }
     out
