@@ -476,14 +476,9 @@ fn a_checkpoint_carries_the_tables_to_the_next_run_and_a_truncated_one_is_refuse
     use std::os::unix::fs::PermissionsExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let program = dir.path().join("program.toml");
-    let source = std::fs::read_to_string(path("tests/programs/replay_checkpoint.toml")).unwrap();
-    let peer = path("tests/nodes/replay_peer");
-    let source = source.replace("../nodes/replay_peer", peer.to_str().unwrap());
-    std::fs::write(&program, source).unwrap();
-    let program = program.to_str().unwrap();
+    let (program, file) = checkpoint_program(dir.path(), r#"checkpoint = { dir = "ckpt/replay" }"#);
+    let program = program.as_str();
     let ckpt_dir = dir.path().join("ckpt/replay");
-    let file = ckpt_dir.join("replay.lpreplay");
 
     // Run 1 (local_mp: the replay in a process of its own) fills the
     // tables and asks for a checkpoint.
@@ -600,6 +595,84 @@ fn place(file: &str, needle: &str) -> String {
     let line = source[..offset].matches('\n').count() + 1;
     let column = offset - source[..offset].rfind('\n').map_or(0, |n| n + 1) + 1;
     format!("{file}:{line}:{column}: ")
+}
+
+/// The checkpoint program in a temporary directory, with its checkpoint
+/// settings `checkpoint` (program.toml's inline table); the program's
+/// path and the checkpoint file's.
+fn checkpoint_program(dir: &std::path::Path, checkpoint: &str) -> (String, std::path::PathBuf) {
+    let program = dir.join("program.toml");
+    let source = std::fs::read_to_string(path("tests/programs/replay_checkpoint.toml")).unwrap();
+    let peer = path("tests/nodes/replay_peer");
+    let source = source
+        .replace("../nodes/replay_peer", peer.to_str().unwrap())
+        .replace(r#"checkpoint = { dir = "ckpt/replay" }"#, checkpoint);
+    std::fs::write(&program, source).unwrap();
+    let file = dir.join("ckpt/replay/replay.lpreplay");
+    (program.to_str().unwrap().to_string(), file)
+}
+
+#[test]
+fn checkpoints_are_written_at_stop_and_periodically_as_program_toml_says() {
+    let no_ask = ["peer.args.ask_checkpoint=false"];
+    for how in [Launch::LocalMt, Launch::LocalMp] {
+        // Neither at stop nor periodically: no checkpoint at all.
+        let dir = tempfile::tempdir().unwrap();
+        let (program, file) = checkpoint_program(
+            dir.path(),
+            r#"checkpoint = { dir = "ckpt/replay", at_stop = false }"#,
+        );
+        launch_ok(&program, how, &no_ask);
+        assert!(!file.exists(), "{how:?}: a checkpoint nobody asked for");
+
+        // At stop (the default): the tables as the program left them.
+        let dir = tempfile::tempdir().unwrap();
+        let (program, file) =
+            checkpoint_program(dir.path(), r#"checkpoint = { dir = "ckpt/replay" }"#);
+        let ran = launch_ok(&program, how, &no_ask);
+        assert!(file.exists(), "{how:?}: no checkpoint at stop");
+        assert!(
+            ran.of("replay")
+                .iter()
+                .any(|l| l.starts_with("checkpoint (at stop): 10 items of 2 tables")),
+            "{how:?}: {:?}",
+            ran.of("replay")
+        );
+        let restored = launch_ok(&program, Launch::LocalMt, &[r#"peer.args.mode="check""#]);
+        assert_eq!(
+            restored.of("peer")[..2],
+            [
+                "table items: size 10 inserts 10 samples 3 deletes 0",
+                "table prio: size 5 inserts 5 samples 2 deletes 0",
+            ],
+            "{how:?}"
+        );
+
+        // Periodically, not at stop: written while the program runs (the
+        // peer lingers 600 ms before it stops; every 100 ms).
+        let dir = tempfile::tempdir().unwrap();
+        let (program, file) = checkpoint_program(
+            dir.path(),
+            r#"checkpoint = { dir = "ckpt/replay", every_secs = 0.1, at_stop = false }"#,
+        );
+        let ran = launch_ok(
+            &program,
+            how,
+            &["peer.args.ask_checkpoint=false", "peer.args.pause_ms=600"],
+        );
+        assert!(file.exists(), "{how:?}: no periodic checkpoint");
+        let periodic = ran
+            .of("replay")
+            .iter()
+            .filter(|l| l.starts_with("checkpoint (periodic):"))
+            .count();
+        assert!(periodic >= 2, "{how:?}: {:?}", ran.of("replay"));
+        assert!(
+            !ran.of("replay").iter().any(|l| l.contains("at stop")),
+            "{how:?}: {:?}",
+            ran.of("replay")
+        );
+    }
 }
 
 #[test]

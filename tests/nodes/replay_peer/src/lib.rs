@@ -62,6 +62,14 @@ struct Args {
     /// keep the writers waiting, slow writers the readers).
     #[serde(default)]
     pause_ms: u64,
+    /// Whether `fill` asks for a checkpoint (else it leaves checkpoints to
+    /// the replay's own schedule, and pauses `pause_ms` before it stops).
+    #[serde(default = "yes")]
+    ask_checkpoint: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_table() -> String {
@@ -500,12 +508,14 @@ async fn fill(args: &Args) {
         .update_priorities("items", &[(2, 7.25), (3, 0.0)])
         .await
         .expect("update");
-    let path = replay.checkpoint().await;
-    match path {
-        Ok(path) => lp_guest::info!("checkpoint {path}"),
-        Err(e) => lp_guest::info!("checkpoint failed: {e}"),
+    if args.ask_checkpoint {
+        match replay.checkpoint().await {
+            Ok(path) => lp_guest::info!("checkpoint {path}"),
+            Err(e) => lp_guest::info!("checkpoint failed: {e}"),
+        }
     }
     log_tables(replay).await;
+    pause(args).await;
     lp_guest::stop();
 }
 
