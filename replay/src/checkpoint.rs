@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::PoisonError;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,48 +73,78 @@ struct TableSnapshot {
     data: Vec<(u64, Item)>,
 }
 
+/// What a checkpoint holds, taken under the replay's lock (cheap: the
+/// items' buffers are shared, not copied) and written without it, on any
+/// thread, so a replay can go on serving while a large checkpoint is
+/// written.
+pub struct Snapshot {
+    next_key: u64,
+    tables: Vec<TableSnapshot>,
+    /// The replay's: one checkpoint file written at a time.
+    writing: Arc<Mutex<()>>,
+}
+
 impl Replay {
     /// Write every table to `path` (atomically: a reader sees the old file
-    /// or the new one). The lock is held only to clone the items' `Arc`s.
+    /// or the new one). The lock is held only to take the snapshot.
     pub fn checkpoint(&self, path: &Path) -> Result<CheckpointSummary, ReplayError> {
-        let _one_at_a_time = self
-            .checkpoint_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (next_key, snapshots) = {
-            let state = self.lock();
-            let snapshots: Vec<TableSnapshot> = state
-                .tables
-                .iter()
-                .map(|t| TableSnapshot {
-                    table: StoredTable {
-                        name: t.config.name.clone(),
-                        sampler: t.config.sampler.clone(),
-                        remover: t.config.remover.clone(),
-                        max_size: t.config.max_size,
-                        max_times_sampled: t.config.max_times_sampled,
-                        inserts: t.counters.inserts,
-                        samples: t.counters.samples,
-                        deletes: t.counters.deletes,
-                        entries: t
-                            .entries()
-                            .iter()
-                            .map(|e| StoredEntry {
-                                key: e.key,
-                                priority: e.priority,
-                                times_sampled: e.times_sampled,
-                            })
-                            .collect(),
-                    },
-                    data: t
+        let writing = Arc::clone(&self.checkpoint_lock);
+        let _one_at_a_time = writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.snapshot().write_unlocked(path)
+    }
+
+    /// The tables as they are now, to write with [`Snapshot::write`].
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        let tables: Vec<TableSnapshot> = state
+            .tables
+            .iter()
+            .map(|t| TableSnapshot {
+                table: StoredTable {
+                    name: t.config.name.clone(),
+                    sampler: t.config.sampler.clone(),
+                    remover: t.config.remover.clone(),
+                    max_size: t.config.max_size,
+                    max_times_sampled: t.config.max_times_sampled,
+                    inserts: t.counters.inserts,
+                    samples: t.counters.samples,
+                    deletes: t.counters.deletes,
+                    entries: t
                         .entries()
                         .iter()
-                        .map(|e| (e.key, e.data.clone()))
+                        .map(|e| StoredEntry {
+                            key: e.key,
+                            priority: e.priority,
+                            times_sampled: e.times_sampled,
+                        })
                         .collect(),
-                })
-                .collect();
-            (state.next_key, snapshots)
-        };
+                },
+                data: t
+                    .entries()
+                    .iter()
+                    .map(|e| (e.key, e.data.clone()))
+                    .collect(),
+            })
+            .collect();
+        Snapshot {
+            next_key: state.next_key,
+            tables,
+            writing: Arc::clone(&self.checkpoint_lock),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Write it to `path` (atomically: a reader sees the old file or the
+    /// new one), after any other checkpoint of the same replay that is
+    /// being written.
+    pub fn write(&self, path: &Path) -> Result<CheckpointSummary, ReplayError> {
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_unlocked(path)
+    }
+
+    fn write_unlocked(&self, path: &Path) -> Result<CheckpointSummary, ReplayError> {
+        let (next_key, snapshots) = (self.next_key, &self.tables);
         // Each item once, by key (an item has one key in every table).
         let mut items: Vec<&(u64, Item)> = snapshots.iter().flat_map(|s| s.data.iter()).collect();
         if snapshots.len() > 1 {
@@ -142,7 +172,9 @@ impl Replay {
             bytes,
         })
     }
+}
 
+impl Replay {
     /// Replace every table's contents with `path`'s. Refused, with the
     /// replay unchanged, when the file is not a whole checkpoint of these
     /// tables; a configured table the file lacks starts empty.

@@ -33,7 +33,7 @@ mod sum_tree;
 mod table;
 mod types;
 
-pub use checkpoint::MAGIC as CHECKPOINT_MAGIC;
+pub use checkpoint::{MAGIC as CHECKPOINT_MAGIC, Snapshot};
 pub use config::{ConfigError, RateLimiter, Selector, TableConfig};
 pub use replay::{MAX_SAMPLE_BATCH, Replay};
 pub use types::{

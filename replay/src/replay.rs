@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
 use rand::rngs::StdRng;
@@ -34,7 +34,7 @@ pub struct Replay {
     notify: Vec<Notify>,
     pub(crate) checkpoint_path: Option<PathBuf>,
     /// One checkpoint written at a time (they share `<path>.tmp`).
-    pub(crate) checkpoint_lock: Mutex<()>,
+    pub(crate) checkpoint_lock: Arc<Mutex<()>>,
 }
 
 pub(crate) struct State {
@@ -130,7 +130,7 @@ impl Replay {
             configs: tables,
             names,
             checkpoint_path: None,
-            checkpoint_lock: Mutex::new(()),
+            checkpoint_lock: Arc::new(Mutex::new(())),
         })
     }
 

@@ -615,7 +615,8 @@ fn checkpoint_program(dir: &std::path::Path, checkpoint: &str) -> (String, std::
 #[test]
 fn checkpoints_are_written_at_stop_and_periodically_as_program_toml_says() {
     let no_ask = ["peer.args.ask_checkpoint=false"];
-    for how in [Launch::LocalMt, Launch::LocalMp] {
+    // Written off the replay's task, or (seeded) on it.
+    for how in [Launch::LocalMt, Launch::LocalMp, Launch::TestMt(3)] {
         // Neither at stop nor periodically: no checkpoint at all.
         let dir = tempfile::tempdir().unwrap();
         let (program, file) = checkpoint_program(

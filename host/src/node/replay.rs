@@ -8,7 +8,9 @@
 //! waits in the replay node until it can go on, or until its caller stops
 //! waiting (its deadline): then it is withdrawn, having changed nothing.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ use crate::program::ReplayConfig;
 use crate::replay::wire::{ReplayCall, ReplayReply, grace};
 use crate::sandbox::ClientImport;
 use crate::stop::StopSignal;
-use lp_replay::{Replay, Response};
+use lp_replay::{CheckpointSummary, Replay, Response};
 
 #[derive(ComponentType, Lift, Lower)]
 #[component(variant)]
@@ -415,16 +417,20 @@ pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch)
         events,
         ..
     } = launch;
-    let seed = node.hooks.seed(node.id).unwrap_or_else(fresh_seed);
-    let mut replay = Replay::new(config.tables.clone(), seed)
+    let seeded = node.hooks.seed(node.id);
+    let replay = Replay::new(config.tables.clone(), seeded.unwrap_or_else(fresh_seed))
         .map_err(|e| anyhow!("replay node {}: {e}", node.name))?;
-    let checkpoint = config
-        .checkpoint
-        .as_ref()
-        .map(|c| (c, checkpoint_file(&c.dir, &node.name)));
-    if let Some((settings, path)) = &checkpoint {
+    let checkpoint = config.checkpoint.as_ref().map(|c| {
+        let writer = Checkpointer {
+            path: checkpoint_file(&c.dir, &node.name),
+            turn: tokio::sync::Mutex::new(()),
+            off_task: seeded.is_none(),
+        };
+        (c, writer)
+    });
+    if let Some((settings, writer)) = &checkpoint {
         private_dir(&settings.dir)?;
-        replay = replay.with_checkpoint_path(path.clone());
+        let path = &writer.path;
         if settings.restore && path.exists() {
             let summary = replay
                 .restore(path)
@@ -445,7 +451,10 @@ pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch)
     let _ = events.send(NodeEvent::Started(node.id));
 
     let replay = &replay;
-    let mut calls = FuturesUnordered::new();
+    let node: &NodeContext = node;
+    let writer = checkpoint.as_ref().map(|(_, writer)| writer);
+    let mut calls: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
+        FuturesUnordered::new();
     let every = checkpoint.as_ref().and_then(|(c, _)| c.every);
     let mut ticks = every.map(|every| {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -460,13 +469,20 @@ pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch)
             () = &mut shutdown => break,
             () = &mut killed => break,
             request = mailbox.recv() => match request {
-                Some(request) => calls.push(serve_call(replay, request, node.router.stop_signal())),
+                Some(request) => calls.push(Box::pin(serve_call(
+                    replay,
+                    writer,
+                    request,
+                    node.router.stop_signal(),
+                ))),
                 None => break,
             },
             Some(()) = calls.next(), if !calls.is_empty() => {}
             _ = async { ticks.as_mut().expect("guarded").tick().await }, if ticks.is_some() => {
-                if let Some((_, path)) = &checkpoint {
-                    write_checkpoint(node, replay, path, "periodic");
+                if let Some(writer) = writer {
+                    calls.push(Box::pin(async move {
+                        writer.write_logged(node, replay, "periodic").await;
+                    }));
                 }
             }
         }
@@ -474,13 +490,65 @@ pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch)
     // Calls still waiting are dropped: their callers hear the program is
     // stopping.
     drop(calls);
-    if let Some((settings, path)) = &checkpoint
+    if let Some((settings, writer)) = &checkpoint
         && settings.at_stop
         && !control.kill.is_stopping()
     {
-        write_checkpoint(node, replay, path, "at stop");
+        writer.write_logged(node, replay, "at stop").await;
     }
     Ok(())
+}
+
+/// Writes a replay node's checkpoints, one after another (in the order
+/// they were asked for), each from a snapshot taken under the replay's
+/// lock and written off the node's task, so the replay goes on serving
+/// while a large checkpoint is written. (In a seeded run it is written on
+/// the task: a thread of its own would make the run's order depend on the
+/// machine.)
+struct Checkpointer {
+    path: PathBuf,
+    turn: tokio::sync::Mutex<()>,
+    off_task: bool,
+}
+
+impl Checkpointer {
+    async fn write(&self, replay: &Replay) -> Result<CheckpointSummary, lp_replay::ReplayError> {
+        let _turn = self.turn.lock().await;
+        let snapshot = replay.snapshot();
+        if !self.off_task {
+            return snapshot.write(&self.path);
+        }
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || snapshot.write(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(lp_replay::ReplayError::Checkpoint(format!(
+                    "writing the checkpoint failed: {e}"
+                )))
+            })
+    }
+
+    /// Checkpoint now, saying so (or why not) in the node's log.
+    async fn write_logged(&self, node: &NodeContext, replay: &Replay, why: &str) {
+        match self.write(replay).await {
+            Ok(summary) => log(
+                node,
+                LogLevel::Info,
+                &format!(
+                    "checkpoint ({why}): {} items of {} tables, {} bytes, in {}",
+                    summary.items,
+                    summary.tables,
+                    summary.bytes,
+                    summary.path.display()
+                ),
+            ),
+            Err(e) => log(
+                node,
+                LogLevel::Error,
+                &format!("checkpoint ({why}) failed: {e}"),
+            ),
+        }
+    }
 }
 
 /// Answer one call. A call the rate limiter holds is withdrawn (having
@@ -490,7 +558,12 @@ pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch)
 /// termination notice runs out. An operation that can go on is carried out
 /// even if the deadline passes in the same instant: the answer, not the
 /// caller's clock, says what happened.
-async fn serve_call(replay: &Replay, request: Request, stop: &StopSignal) {
+async fn serve_call(
+    replay: &Replay,
+    writer: Option<&Checkpointer>,
+    request: Request,
+    stop: &StopSignal,
+) {
     let Request {
         args, mut reply, ..
     } = request;
@@ -514,9 +587,20 @@ async fn serve_call(replay: &Replay, request: Request, stop: &StopSignal) {
             None => std::future::pending().await,
         }
     };
+    let response = async {
+        match (request, writer) {
+            (lp_replay::Request::Checkpoint, Some(writer)) => lp_replay::Response::Checkpointed(
+                writer
+                    .write(replay)
+                    .await
+                    .map(|summary| summary.path.display().to_string()),
+            ),
+            (request, _) => replay.handle(request).await,
+        }
+    };
     let answer = tokio::select! {
         biased;
-        response = replay.handle(request) => ReplayReply::Done(response),
+        response = response => ReplayReply::Done(response),
         () = reply.closed() => return,
         () = stop.wait() => {
             let _ = reply.send(Err(CallError::Stopping));
@@ -525,28 +609,6 @@ async fn serve_call(replay: &Replay, request: Request, stop: &StopSignal) {
         () = deadline => ReplayReply::TimedOut,
     };
     let _ = reply.send(Ok(Payload::Typed(Box::new(answer))));
-}
-
-/// Checkpoint now, saying so (or why not) in the node's log.
-fn write_checkpoint(node: &NodeContext, replay: &Replay, path: &Path, why: &str) {
-    match replay.checkpoint(path) {
-        Ok(summary) => log(
-            node,
-            LogLevel::Info,
-            &format!(
-                "checkpoint ({why}): {} items of {} tables, {} bytes, in {}",
-                summary.items,
-                summary.tables,
-                summary.bytes,
-                summary.path.display()
-            ),
-        ),
-        Err(e) => log(
-            node,
-            LogLevel::Error,
-            &format!("checkpoint ({why}) failed: {e}"),
-        ),
-    }
 }
 
 fn log(node: &NodeContext, level: LogLevel, message: &str) {

@@ -370,3 +370,31 @@ async fn checkpoint_replaces_the_file_and_a_stale_tmp() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_snapshot_is_written_as_it_was_taken_on_another_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap.lpreplay");
+    let replay = Replay::new(vec![simple("t", 100, Selector::Fifo)], 3).unwrap();
+    let items: Vec<_> = (0..3).map(|i| item(i, &[("t", 1.0)])).collect();
+    replay.insert(items).await.unwrap();
+    let snapshot = replay.snapshot();
+    // Changes after the snapshot are not in it.
+    replay.insert(vec![item(9, &[("t", 1.0)])]).await.unwrap();
+    let to = path.clone();
+    let summary = std::thread::spawn(move || snapshot.write(&to))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.tables, summary.items), (1, 3));
+    let restored = Replay::new(vec![simple("t", 100, Selector::Fifo)], 3).unwrap();
+    restored.restore(&path).unwrap();
+    let info = &restored.info()[0];
+    assert_eq!((info.size, info.inserts), (3, 3));
+    // Keys issued after the snapshot are not reused by the replay that
+    // went on, and the restored one continues after the snapshot's.
+    assert_eq!(
+        restored.insert(vec![item(5, &[("t", 1.0)])]).await.unwrap(),
+        vec![4]
+    );
+}
