@@ -93,6 +93,15 @@ impl Replay {
         self.snapshot().write_unlocked(path)
     }
 
+    /// A function that returns (blocking) once no checkpoint of this
+    /// replay is being written: to call, e.g. on a thread of its own,
+    /// before the process ends, so a write in progress is not cut short
+    /// and leaves no partial file behind.
+    pub fn checkpoint_waiter(&self) -> impl FnOnce() + Send + 'static {
+        let writing = Arc::clone(&self.checkpoint_lock);
+        move || drop(writing.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The tables as they are now, to write with [`Snapshot::write`].
     pub fn snapshot(&self) -> Snapshot {
         let state = self.lock();

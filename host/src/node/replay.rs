@@ -491,10 +491,18 @@ pub(super) async fn serve_replay(config: &ReplayConfig, launch: &mut NodeLaunch)
     // stopping.
     drop(calls);
     if let Some((settings, writer)) = &checkpoint
-        && settings.at_stop
         && !control.kill.is_stopping()
     {
-        writer.write_logged(node, replay, "at stop").await;
+        if settings.at_stop {
+            writer.write_logged(node, replay, "at stop").await;
+        }
+        // A checkpoint still being written (periodic, or asked for) is
+        // let finish, unless the termination notice runs out first.
+        let killed = control.kill.wait();
+        tokio::select! {
+            () = writer.written(replay) => {}
+            () = killed => {}
+        }
     }
     Ok(())
 }
@@ -526,6 +534,15 @@ impl Checkpointer {
                     "writing the checkpoint failed: {e}"
                 )))
             })
+    }
+
+    /// Once no checkpoint of `replay` is being written.
+    async fn written(&self, replay: &Replay) {
+        if !self.off_task {
+            return;
+        }
+        let waiting = replay.checkpoint_waiter();
+        let _ = tokio::task::spawn_blocking(waiting).await;
     }
 
     /// Checkpoint now, saying so (or why not) in the node's log.

@@ -398,3 +398,27 @@ async fn a_snapshot_is_written_as_it_was_taken_on_another_thread() {
         vec![4]
     );
 }
+
+#[tokio::test]
+async fn the_checkpoint_waiter_returns_once_a_write_in_progress_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.lpreplay");
+    let replay = Replay::new(vec![simple("t", 100_000, Selector::Fifo)], 3).unwrap();
+    let items: Vec<_> = (0..20_000).map(|i| item(i, &[("t", 1.0)])).collect();
+    replay.insert(items).await.unwrap();
+    let snapshot = replay.snapshot();
+    let to = path.clone();
+    let writer = std::thread::spawn(move || snapshot.write(&to));
+    // Wait until the write has begun (its temporary file exists) or ended.
+    let tmp = dir.path().join("big.lpreplay.tmp");
+    while !tmp.exists() && !path.exists() {
+        std::thread::yield_now();
+    }
+    replay.checkpoint_waiter()();
+    // Once the waiter returns, the file is whole and nothing is half-written.
+    assert!(path.exists(), "the checkpoint is not there yet");
+    assert!(!tmp.exists(), "a partial file is left");
+    writer.join().unwrap().unwrap();
+    let restored = Replay::new(vec![simple("t", 100_000, Selector::Fifo)], 3).unwrap();
+    assert_eq!(restored.restore(&path).unwrap().items, 20_000);
+}
