@@ -1,15 +1,16 @@
 //! The replay node (`kind = "replay"`) end to end, with real components
 //! through lp-host: examples/replay learns under local_mt, local_mp,
-//! test_mt and hosts (and with its Python actor), and a seeded run replays
-//! exactly, the replay's sampling included; many writers and readers on one
-//! queue lose and duplicate nothing; rate limiters block within the call's
-//! deadline and a timed-out call changes nothing (also under load, retried,
-//! in a loop of runs), and calls waiting without one hear `stopping` when
-//! the program stops; a checkpoint carries the
-//! tables from one run to the next, and a truncated one is refused; a
-//! replay edge is type-checked before launch; refused calls reach the
-//! caller as typed errors. The nodes are examples/replay's and
-//! tests/nodes/replay_peer (one mode per role), in tests/programs/replay_*.toml.
+//! test_mt and hosts (and with its Python actor, and its Python actor and
+//! learner), and a seeded run replays exactly, the replay's sampling
+//! included; many writers and readers on one queue lose and duplicate
+//! nothing; rate limiters block within the call's deadline and a timed-out
+//! call changes nothing (also under load, retried, in a loop of runs), and
+//! calls waiting without one hear `stopping` when the program stops; a
+//! checkpoint carries the tables from one run to the next, and a truncated
+//! one is refused; a replay edge is type-checked before launch; refused
+//! calls reach the caller as typed errors. The nodes are examples/replay's
+//! and tests/nodes/replay_peer (one mode per role), in
+//! tests/programs/replay_*.toml.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -186,18 +187,38 @@ fn the_replays_samples_come_from_the_seed() {
     assert_ne!(sampled(Launch::LocalMt), sampled(Launch::LocalMt));
 }
 
+/// The `--set`s that run the example's actors in Python (actor_py/app.py).
+const PYTHON_ACTOR: [&str; 2] = [
+    r#"actor.component="actor_py/app.py""#,
+    r#"actor.world="lp:replay-example/actor-py-node""#,
+];
+
+/// The `--set`s that run the example's learner in Python (learner_py/app.py).
+const PYTHON_LEARNER: [&str; 2] = [
+    r#"learner.component="learner_py/app.py""#,
+    r#"learner.world="lp:replay-example/learner-py-node""#,
+];
+
 #[test]
 fn the_example_learns_with_its_python_actor_under_local_mt_and_local_mp() {
     if !lp_tests::tool_installed("componentize-py", "pip install componentize-py==0.25.1") {
         return;
     }
-    let python = [
-        r#"actor.component="actor_py/app.py""#,
-        r#"actor.world="lp:replay-example/actor-py-node""#,
-    ];
+    for how in [Launch::LocalMt, Launch::LocalMp] {
+        let ran = launch_ok(EXAMPLE, how, &PYTHON_ACTOR);
+        assert_learned(&ran, &format!("{how:?}, Python actor"));
+    }
+}
+
+#[test]
+fn the_example_learns_with_its_python_actor_and_learner_under_local_mt_and_local_mp() {
+    if !lp_tests::tool_installed("componentize-py", "pip install componentize-py==0.25.1") {
+        return;
+    }
+    let python = [PYTHON_ACTOR, PYTHON_LEARNER].concat();
     for how in [Launch::LocalMt, Launch::LocalMp] {
         let ran = launch_ok(EXAMPLE, how, &python);
-        assert_learned(&ran, &format!("{how:?}, Python actor"));
+        assert_learned(&ran, &format!("{how:?}, Python actor and learner"));
     }
 }
 

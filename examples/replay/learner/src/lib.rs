@@ -107,13 +107,20 @@ impl Transition {
                 _ => panic!("a transition without a one-element f32 tensor `{name}`: {data:?}"),
             }
         };
-        Transition {
+        let transition = Transition {
             obs: scalar("obs") as usize,
             action: scalar("action") as usize,
             reward: scalar("reward"),
             next_obs: scalar("next_obs") as usize,
             done: scalar("done") != 0.0,
-        }
+        };
+        // An action out of range would update another state's Q value.
+        assert!(
+            transition.action < ACTIONS,
+            "a transition with action {} (there are {ACTIONS}): {data:?}",
+            transition.action
+        );
+        transition
     }
 }
 
