@@ -204,9 +204,10 @@ async fn flatten<T>(
 ///
 /// **Dropping a writer with pending items loses them** (a drop cannot wait
 /// for a call): flush it before it goes, e.g. when the run ends. An insert
-/// that fails loses its batch too: the items are not kept for a retry (and
-/// after a [`CallError::Timeout`] the replay may or may not have stored
-/// them).
+/// that fails loses its batch too: the items are not kept for a retry (the
+/// call owns them). A batch is inserted whole or not at all, and a
+/// [`CallError::Timeout`] from the replay means it was not inserted (only a
+/// replay that stopped answering at all leaves that unknown).
 #[derive(Debug)]
 pub struct Writer {
     replay: Replay,
