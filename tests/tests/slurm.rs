@@ -4,7 +4,8 @@
 //! Slurm nodes (and the same program.toml under every other launch type,
 //! only the flag changed); a node that crashes on one Slurm node ends the
 //! job and is named; Ctrl-C cancels the job; a job Slurm cannot place is
-//! refused with Slurm's reason, at submission or while pending. After
+//! refused with Slurm's reason, at submission or while pending; the replay
+//! example's built-in replay node is placed and reached like any node. After
 //! each, Slurm lists no job and no lp-host process is left on any node.
 //! Skipped (saying why) without root, iproute2 or Slurm.
 
@@ -216,6 +217,30 @@ fn consumer_producers_runs_with_its_producers_on_two_slurm_nodes() {
             text(&out.stdout)
         );
     }
+}
+
+#[test]
+fn the_replay_example_learns_with_its_replay_node_on_a_slurm_node() {
+    let Some(cluster) = Cluster::up(3) else {
+        return;
+    };
+    let program = "examples/replay/program.toml";
+    let (code, out, err) = run(
+        &cluster,
+        program,
+        "slurm",
+        &["--set", "program.slurm.nodes=2"],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("greedy policy reaches the goal in 9 steps (optimal 9)"),
+        "{out}"
+    );
+    assert!(out.contains("64000 samples, 0 deletes"), "{out}");
+    // The built-in replay node was placed on a Slurm node like any other.
+    let node = slurm_node_of(&err, "replay");
+    assert!(cluster.nodes().contains(&node), "{node}: {err}");
+    assert_nothing_left(&cluster);
 }
 
 /// The job id the launcher printed (`slurm: job N runs the agents ...`).
