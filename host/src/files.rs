@@ -1,7 +1,7 @@
 //! Files that must be regular files (components, compiled-component cache
 //! entries, the cache key): opened without ever blocking on a FIFO or
 //! reading a device, optionally without following a symlink, and named for
-//! what they are when they are something else.
+//! what they are when they are something else; private directories.
 
 use std::fs::{File, FileType, Metadata, OpenOptions};
 use std::io::{self, Read as _};
@@ -82,4 +82,14 @@ pub fn read_regular(path: &Path, symlinks: Symlinks) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Create `dir` and any missing parents, each made readable by this user
+/// only (an existing directory keeps its mode).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

@@ -9,7 +9,6 @@
 //! world, the WIT, the app directory's sources), so an unchanged node is
 //! not built again.
 
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -182,10 +181,7 @@ pub fn build_script_node(
     let out_dir = match cache {
         Some(dir) => {
             let dir = dir.join(language.cache_dir());
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
+            crate::files::create_private_dir(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             dir
         }

@@ -147,13 +147,24 @@ impl Plan {
 
     /// What node `node` runs exports and imports.
     pub fn interface_of(&self, node: &NodeSpec) -> &NodeInterface {
-        match node.kind {
-            NodeKind::Component(index) => &self.components[index].interface,
-            NodeKind::Replay(_) => self
-                .replay_interface
-                .as_ref()
-                .expect("a plan with replay nodes has their interface"),
-        }
+        interface_of(
+            node,
+            |index| &self.components[index].interface,
+            self.replay_interface.as_ref(),
+        )
+    }
+}
+
+/// The interface of `node`: its component's (`component` finds it by
+/// index), or the replay's (made whenever the program has a replay node).
+fn interface_of<'a>(
+    node: &NodeSpec,
+    component: impl FnOnce(usize) -> &'a NodeInterface,
+    replay: Option<&'a NodeInterface>,
+) -> &'a NodeInterface {
+    match node.kind {
+        NodeKind::Component(index) => component(index),
+        NodeKind::Replay(_) => replay.expect("a plan with replay nodes has their interface"),
     }
 }
 
@@ -257,12 +268,8 @@ fn prepare(program: &Program, sandbox: &Sandbox) -> Result<Prepared> {
         }
     }
 
-    let interface_of = |node: &NodeSpec| match node.kind {
-        NodeKind::Component(index) => &loaded[index].1,
-        NodeKind::Replay(_) => replay_interface
-            .as_ref()
-            .expect("made when the program has a replay node"),
-    };
+    let interface_of =
+        |node: &NodeSpec| interface_of(node, |index| &loaded[index].1, replay_interface.as_ref());
     for node in &program.nodes {
         for edge in &node.edges {
             let target = &program.nodes[edge.target as usize];
@@ -308,9 +315,7 @@ fn prepare(program: &Program, sandbox: &Sandbox) -> Result<Prepared> {
     for (_, interface) in &loaded {
         for client in &interface.clients {
             for f in &client.functions {
-                let signature = crate::replay::signature(&client.service, f, true)
-                    .unwrap_or_else(|| signature_of(f));
-                funcs.intern(&client.service, &f.name, signature);
+                funcs.intern(&client.service, &f.name, signature_of(&client.service, f));
             }
         }
     }
@@ -320,9 +325,7 @@ fn prepare(program: &Program, sandbox: &Sandbox) -> Result<Prepared> {
     for interface in interfaces {
         for service in &interface.services {
             for f in &service.functions {
-                let signature = crate::replay::signature(&service.name, f, false)
-                    .unwrap_or_else(|| export_signature(f));
-                funcs.intern(&service.name, &f.name, signature);
+                funcs.intern(&service.name, &f.name, export_signature(&service.name, f));
             }
         }
     }
@@ -345,26 +348,30 @@ fn prepare(program: &Program, sandbox: &Sandbox) -> Result<Prepared> {
     })
 }
 
-/// How a client function's values cross processes: its arguments after the
-/// handle, the ok type of its `result<T, call-error>`, its typed shape.
-fn signature_of(f: &crate::sandbox::Function) -> Signature {
+/// How a client function of `service` crosses processes: its arguments
+/// after the handle, the ok type of its `result<T, call-error>`, its typed
+/// encoding.
+fn signature_of(service: &str, f: &crate::sandbox::Function) -> Signature {
     let args: Vec<Type> = f.params().into_iter().skip(1).map(|(_, t)| t).collect();
     let result = match f.results().first() {
         Some(Type::Result(r)) => r.ok(),
         _ => None,
     };
-    signature(args, result)
+    signature(service, args, result)
 }
 
 /// The same for an exported function, called directly.
-fn export_signature(f: &crate::sandbox::Function) -> Signature {
+fn export_signature(service: &str, f: &crate::sandbox::Function) -> Signature {
     let args: Vec<Type> = f.params().into_iter().map(|(_, t)| t).collect();
-    signature(args, f.results().first().cloned())
+    signature(service, args, f.results().first().cloned())
 }
 
-fn signature(args: Vec<Type>, result: Option<Type>) -> Signature {
-    let typed =
-        shape_for(&args, result.as_ref()).map(|shape| shape as std::sync::Arc<dyn TypedWire>);
+/// A function's typed encoding: the replay service's one wire, else a
+/// common shape's, if it has one.
+fn signature(service: &str, args: Vec<Type>, result: Option<Type>) -> Signature {
+    let typed = crate::replay::wire(service).or_else(|| {
+        shape_for(&args, result.as_ref()).map(|shape| shape as std::sync::Arc<dyn TypedWire>)
+    });
     Signature {
         args,
         result,

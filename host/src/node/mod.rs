@@ -9,8 +9,6 @@ mod limits;
 mod replay;
 pub(crate) mod typed;
 
-pub use replay::checkpoint_file;
-
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;

@@ -281,11 +281,7 @@ pub(super) fn set_limit(
         "table_elements" => limits.table_elements = Some(count()?),
         "instances" => limits.instances = Some(count()?),
         "cpu_secs" => {
-            let secs = match value.value {
-                toml::Value::Integer(n) => n as f64,
-                toml::Value::Float(f) => f,
-                _ => f64::NAN,
-            };
+            let secs = super::schema::number(&value.value).unwrap_or(f64::NAN);
             if !(secs.is_finite() && secs > 0.0) {
                 return Err(cx
                     .error(

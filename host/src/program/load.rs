@@ -810,7 +810,7 @@ impl HandleResolver<'_> {
         }
         let timeout = match table.get("timeout_secs") {
             None => None,
-            Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(v) => match super::schema::number(v) {
                 Some(secs) if secs.is_finite() && secs > 0.0 => {
                     Some(std::time::Duration::from_secs_f64(secs))
                 }

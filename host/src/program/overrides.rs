@@ -107,10 +107,9 @@ impl Override {
                     paths_help,
                 );
             }
-            let secs = match &self.value {
-                toml::Value::Integer(i) => *i as f64,
-                toml::Value::Float(f) => *f,
-                _ => {
+            let secs = match super::schema::number(&self.value) {
+                Some(secs) => secs,
+                None => {
                     return bad(
                         "call_timeout_secs must be a number".into(),
                         "e.g. program.call_timeout_secs=5",

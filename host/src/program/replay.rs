@@ -375,16 +375,13 @@ fn checkpoint_config(
 
 /// A TOML number (integer or float) as f64.
 fn number(cx: &Context, value: &Spanned<toml::Value>, key: &str) -> Result<f64, Diagnostic> {
-    match value.get_ref() {
-        toml::Value::Integer(i) => Ok(*i as f64),
-        toml::Value::Float(f) => Ok(*f),
-        other => Err(cx
-            .error(
-                &Origin::File(value.span()),
-                format!("{key} must be a number, not {other}"),
-            )
-            .help(TABLE_HELP)),
-    }
+    super::schema::number(value.get_ref()).ok_or_else(|| {
+        cx.error(
+            &Origin::File(value.span()),
+            format!("{key} must be a number, not {}", value.get_ref()),
+        )
+        .help(TABLE_HELP)
+    })
 }
 
 /// A count of at least 1.

@@ -95,11 +95,7 @@ fn set(
     };
     match key {
         "cpus" => {
-            let cpus = match value.value {
-                toml::Value::Integer(n) => n as f64,
-                toml::Value::Float(f) => f,
-                _ => f64::NAN,
-            };
+            let cpus = super::schema::number(&value.value).unwrap_or(f64::NAN);
             if !(cpus.is_finite() && cpus >= 0.0) {
                 return Err(cx
                     .error(

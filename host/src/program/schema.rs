@@ -227,6 +227,15 @@ impl From<RawNode> for Entry {
     }
 }
 
+/// A TOML number, integer or float, as f64 (`None`: not a number).
+pub(super) fn number(value: &toml::Value) -> Option<f64> {
+    match value {
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
 /// Names of programs, nodes, groups and ports: letters, digits, `_` and `-`.
 pub(super) fn check_name(
     cx: &Context,

@@ -2,8 +2,8 @@
 //! service's name, its interface (read from the WIT lp ships, through a
 //! stand-in component of that WIT, so the pre-launch type check compares a
 //! caller's `replay-client` with it like with any component's export), and
-//! the signature its functions have in the function table (`wire`: one
-//! typed encoding for every replay call).
+//! the typed encoding its functions have in the function table (`wire`:
+//! one for every replay call).
 
 pub mod wire;
 
@@ -13,8 +13,8 @@ use anyhow::{Context as _, Result, anyhow};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::courier::{Signature, TypedWire};
-use crate::sandbox::{Function, NodeInterface, inspect};
+use crate::courier::TypedWire;
+use crate::sandbox::{NodeInterface, inspect};
 
 /// The service a replay node serves.
 pub const REPLAY_SERVICE: &str = "lp:replay/replay@0.1.0";
@@ -49,24 +49,11 @@ fn stand_in_component() -> Result<Vec<u8>> {
         .encode()
 }
 
-/// The signature of `service.f` in the function table, if `service` is
-/// the replay service: its values travel as one typed encoding.
-pub fn signature(service: &str, f: &Function, client: bool) -> Option<Signature> {
-    if service != REPLAY_SERVICE {
-        return None;
-    }
-    let skip = usize::from(client);
-    let args = f.params().into_iter().skip(skip).map(|(_, t)| t).collect();
-    let result = f.results().into_iter().next();
-    let result = match (client, result) {
-        (true, Some(wasmtime::component::types::Type::Result(r))) => r.ok(),
-        (_, result) => result,
-    };
-    Some(Signature {
-        args,
-        result,
-        typed: Some(Arc::new(wire::ReplayWire) as Arc<dyn TypedWire>),
-    })
+/// The typed encoding of `service`'s functions in the function table, if
+/// it is the replay service: one wire for all of them (the operation is in
+/// the value).
+pub fn wire(service: &str) -> Option<Arc<dyn TypedWire>> {
+    (service == REPLAY_SERVICE).then(|| Arc::new(wire::ReplayWire) as Arc<dyn TypedWire>)
 }
 
 #[cfg(test)]

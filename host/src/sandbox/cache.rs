@@ -12,10 +12,10 @@
 //! replaced. Entries are written to a new file (never through a symlink)
 //! and renamed into place.
 
-use std::fs::{DirBuilder, Metadata, OpenOptions};
+use std::fs::{Metadata, OpenOptions};
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -271,10 +271,7 @@ fn write_new(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<PathBuf> {
 /// new) and the key file were found to be this user's alone; a new key if
 /// there is none.
 fn open(dir: &Path) -> Result<[u8; KEY_LEN]> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    files::create_private_dir(dir)
         .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
     let meta = std::fs::metadata(dir)
         .with_context(|| format!("cannot read the cache directory {}", dir.display()))?;
